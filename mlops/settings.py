@@ -1,0 +1,47 @@
+"""One typed settings object, read from `MLOPS_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONTRACT = REPO_ROOT / "contracts" / "card_fraud.yaml"
+
+
+class Settings(BaseSettings):
+    """Where state lives and the defaults every entry point shares."""
+
+    model_config = SettingsConfigDict(env_prefix="MLOPS_", extra="ignore")
+
+    home: str = Field(".mlops", description="Root of all state; each store below may override it.")
+    data_url: str | None = Field(None, description="Raw data store (default: <home>/data).")
+    registry_url: str | None = Field(None, description="Model registry (default: <home>/registry).")
+    profiles_url: str | None = Field(None, description="whylogs profiles (default: <home>/profiles).")
+    reports_url: str | None = Field(None, description="HTML reports (default: <home>/reports).")
+    model_name: str = Field("card-fraud", description="Registry name of the model to train/serve.")
+    contract: str = Field(str(DEFAULT_CONTRACT), description="Path or URL of the data contract.")
+
+    def store(self, name: str) -> str:
+        """Return the URL of store `name` (data, registry, profiles, reports, quarantine)."""
+        explicit = getattr(self, f"{name}_url", None)
+        return explicit or f"{self.home.rstrip('/')}/{name}"
+
+    @property
+    def registry(self) -> str:
+        return self.store("registry")
+
+    @property
+    def data(self) -> str:
+        return self.store("data")
+
+    @property
+    def quarantine(self) -> str:
+        return f"{self.data.rstrip('/')}/quarantine"
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment, with explicit overrides on top."""
+    return Settings(**overrides)  # type: ignore[arg-type]
