@@ -25,12 +25,9 @@ import hashlib
 import json
 import os
 import re
-import socket
 import tempfile
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,14 +37,17 @@ from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
+from mlops.locking import ConcurrentUpdateError, file_lock, write_atomic
+
+__all__ = [
+    "AliasNotSetError", "AliasState", "ConcurrentUpdateError", "IntegrityError", "ModelVersion",
+    "Registry", "RegistryError", "VersionNotFoundError",
+]  # fmt: skip
+
 # manifest.json comes last: a version becomes visible only once it is complete.
 VERSION_FILES = ("model.onnx", "reference.bin", "model_card.md", "manifest.json")
-STALE_LOCK_S = 300.0
 _VERSION_RE = re.compile(r"^v([1-9][0-9]*)$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-# Threads of one process queue on these before racing for the lock file (memory:// needs it).
-_THREAD_LOCKS: dict[str, threading.Lock] = {}
-_THREAD_LOCKS_GUARD = threading.Lock()
 
 AliasChange = Callable[[dict[str, str]], tuple[dict[str, str], dict[str, Any]]]
 
@@ -66,10 +66,6 @@ class AliasNotSetError(RegistryError, LookupError):
 
 class IntegrityError(RegistryError):
     """A stored file does not match the checksum in its manifest."""
-
-
-class ConcurrentUpdateError(RegistryError):
-    """Another writer changed the aliases first, or held the lock too long."""
 
 
 @dataclass(frozen=True)
@@ -344,16 +340,7 @@ class Registry:
 
     def _write_atomic(self, path: str, data: bytes) -> None:
         """Replace a file in one step: readers see the old content or the new, never a mix."""
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        self._fs.pipe_file(tmp, data)
-        try:
-            if self._local:
-                os.replace(tmp, path)
-            else:
-                self._fs.mv(tmp, path)
-        except BaseException:
-            self._remove_quietly(tmp)
-            raise
+        write_atomic(self._fs, path, data)
 
     def _publish(self, staging: str, final: str) -> None:
         """Move a complete staging folder to its version folder; the caller holds the lock."""
@@ -399,26 +386,11 @@ class Registry:
             ) from None
         return ModelVersion(model, version, self._uri(path), manifest)
 
-    @contextlib.contextmanager
-    def _locked(self, model: str) -> Iterator[None]:
+    def _locked(self, model: str) -> contextlib.AbstractContextManager[None]:
         """Hold the model's lock: first among this process's threads, then the lock file."""
         path = f"{self._model_dir(model)}/.lock"
-        key = self._uri(path)
-        with _THREAD_LOCKS_GUARD:
-            thread_lock = _THREAD_LOCKS.setdefault(key, threading.Lock())
-        if not thread_lock.acquire(timeout=self._lock_timeout_s):
-            raise ConcurrentUpdateError(
-                f"timed out after {self._lock_timeout_s}s waiting for {key} in this process"
-            )
-        try:
-            self._fs.makedirs(self._model_dir(model), exist_ok=True)
-            _acquire_lock_file(self._fs, path, key, self._lock_timeout_s)
-            try:
-                yield
-            finally:
-                self._remove_quietly(path)
-        finally:
-            thread_lock.release()
+        self._fs.makedirs(self._model_dir(model), exist_ok=True)
+        return file_lock(self._fs, path, key=self._uri(path), timeout_s=self._lock_timeout_s)
 
     def _remove_quietly(self, path: str) -> None:
         """Remove a file or folder if it is there."""
@@ -433,50 +405,6 @@ class Registry:
 
     def _uri(self, path: str) -> str:
         return path if self._local else self._fs.unstrip_protocol(path)
-
-
-def _acquire_lock_file(fs: AbstractFileSystem, path: str, key: str, timeout_s: float) -> None:
-    """Create the lock file exclusively, retrying until the timeout; break stale locks."""
-    owner = {"owner": f"{socket.gethostname()}:{os.getpid()}", "acquired_at": time.time()}
-    deadline = time.monotonic() + timeout_s
-    delay = 0.002
-    while True:
-        try:
-            with fs.open(path, "xb") as f:
-                f.write(json.dumps(owner).encode())
-            return
-        except FileExistsError:
-            pass
-        holder, since = _read_lock_file(fs, path)
-        if holder is None:
-            continue  # released meanwhile: try again at once
-        if time.time() - since > STALE_LOCK_S:
-            # A holder that crashed never releases; STALE_LOCK_S is far above any hold time.
-            with contextlib.suppress(FileNotFoundError):
-                fs.rm(path)
-            continue
-        if time.monotonic() >= deadline:
-            held = datetime.fromtimestamp(since, UTC).isoformat()
-            raise ConcurrentUpdateError(
-                f"could not lock {key} within {timeout_s}s: held by {holder} since {held}; "
-                f"a lock older than {STALE_LOCK_S:.0f}s is broken automatically"
-            )
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-
-
-def _read_lock_file(fs: AbstractFileSystem, path: str) -> tuple[str | None, float]:
-    """Return who holds a lock file and since when (epoch seconds); None when it is gone."""
-    try:
-        doc = json.loads(fs.cat_file(path))
-        return str(doc["owner"]), float(doc["acquired_at"])
-    except FileNotFoundError:
-        return None, 0.0
-    except (ValueError, KeyError, TypeError):
-        # Just created and not yet written, or left empty by a crash: judge by its mtime.
-        with contextlib.suppress(Exception):
-            return "unknown", fs.modified(path).timestamp()
-        return "unknown", time.time()
 
 
 def _verify(found: ModelVersion, actual: str) -> None:

@@ -13,7 +13,7 @@ ScenarioName = Literal["drift", "stable"]
 EventKind = Literal["covariate_shift", "concept_drift", "data_quality", "recovery"]
 SCENARIOS: tuple[str, ...] = ("drift", "stable")
 MIN_DRIFT_DAYS = 10
-MAX_ROWS_PER_DAY = 999_999  # the transaction id holds a six-digit row number
+MAX_ROWS = 999_999  # the transaction id holds a six-digit row number
 
 # Merchant categories, their share of transactions and their median amount in USD.
 CATEGORY_NAMES = ("grocery", "restaurant", "utilities", "fuel", "fashion", "electronics",
@@ -76,12 +76,13 @@ AMOUNT_SHIFT = 1.35
 PATTERN_MIX = (0.30, 0.20, 0.15, 0.22, 0.13, 0.0)
 PATTERN_MIX_DRIFTED = (0.08, 0.15, 0.12, 0.15, 0.12, 0.38)
 
-# The data-quality incident: what breaks, and on which share of the rows.
-INCIDENT_NULLS = ("merchant_category", 0.03)
-INCIDENT_OUT_OF_RANGE = ("customer_age", -1, 0.02)
-INCIDENT_UNSEEN = ("channel", "mobile_wallet", 0.02)
-INCIDENT_UNIT_COLUMN = "amount"  # reported in cents instead of USD
-INCIDENT_COLUMNS = ("amount", "merchant_category", "customer_age", "channel")
+# The data-quality incident: amounts arrive in cents, and on a share of the rows each of these
+# columns gets a bad value: a null, an out-of-range value, an unseen category.
+INCIDENT_UNIT_COLUMN = "amount"
+INCIDENT_FAULTS: dict[str, Any] = {"merchant_category": None, "customer_age": -1,
+                                   "channel": "mobile_wallet"}  # fmt: skip
+INCIDENT_FAULT_SHARE = 0.025
+INCIDENT_COLUMNS = (INCIDENT_UNIT_COLUMN, *INCIDENT_FAULTS)
 
 
 @dataclass(frozen=True)
@@ -102,10 +103,7 @@ class SimulationConfig:
         checks = (
             (self.scenario in SCENARIOS, f"scenario must be one of {SCENARIOS}"),
             (self.days >= min_days, f"days must be >= {min_days} for this scenario"),
-            (
-                1 <= self.rows_per_day <= MAX_ROWS_PER_DAY,
-                f"rows_per_day must be in 1..{MAX_ROWS_PER_DAY}",
-            ),
+            (1 <= self.rows_per_day <= MAX_ROWS, f"rows_per_day must be in 1..{MAX_ROWS}"),
             (self.label_delay_days >= 0, "label_delay_days must be >= 0"),
             (self.seed >= 0, "seed must be >= 0"),
         )
@@ -185,11 +183,6 @@ def scenario_events(config: SimulationConfig) -> list[ScenarioEvent]:
     if config.scenario == "stable":
         return []
     t, day = drift_timeline(config.days), config.date_of
-    (null_col, null_share), (range_col, bad_value, range_share) = (
-        INCIDENT_NULLS,
-        INCIDENT_OUT_OF_RANGE,
-    )
-    unseen_col, unseen_value, unseen_share = INCIDENT_UNSEEN
     return [
         ScenarioEvent(
             "spending_shift", "covariate_shift", day(t.shift_start), day(t.last_day),
@@ -207,9 +200,10 @@ def scenario_events(config: SimulationConfig) -> list[ScenarioEvent]:
         ScenarioEvent(
             "upstream_feed_incident", "data_quality", day(t.incident_start), day(t.incident_end),
             INCIDENT_COLUMNS,
-            f"{INCIDENT_UNIT_COLUMN} is reported in cents instead of USD; {null_share:.0%} of rows "
-            f"have a null {null_col}, {range_share:.0%} have {range_col} = {bad_value} and "
-            f"{unseen_share:.0%} have the unseen {unseen_col} {unseen_value!r}.",
+            f"{INCIDENT_UNIT_COLUMN} is reported in cents instead of USD, and on about "
+            f"{INCIDENT_FAULT_SHARE:.1%} of rows each: " + ", ".join(
+                f"{column} = {bad!r}" for column, bad in INCIDENT_FAULTS.items()
+            ) + " (a null, an out-of-range value, an unseen category).",
         ),
         ScenarioEvent(
             "upstream_feed_recovery", "recovery", day(t.incident_end + 1), day(t.last_day),
@@ -248,12 +242,7 @@ def day_conditions(config: SimulationConfig, day_index: int) -> DayConditions:
 def corrupt_for_incident(features: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     """Return a copy of a day's features broken the way the upstream feed incident breaks them."""
     broken = features.copy()
-    n = len(broken)
     broken[INCIDENT_UNIT_COLUMN] = (broken[INCIDENT_UNIT_COLUMN] * 100).round(0)
-    null_col, null_share = INCIDENT_NULLS
-    broken.loc[rng.random(n) < null_share, null_col] = None
-    range_col, bad_value, range_share = INCIDENT_OUT_OF_RANGE
-    broken.loc[rng.random(n) < range_share, range_col] = bad_value
-    unseen_col, unseen_value, unseen_share = INCIDENT_UNSEEN
-    broken.loc[rng.random(n) < unseen_share, unseen_col] = unseen_value
+    for column, bad in INCIDENT_FAULTS.items():
+        broken.loc[rng.random(len(broken)) < INCIDENT_FAULT_SHARE, column] = bad
     return broken

@@ -56,10 +56,6 @@ class SimulationResult:
     events: tuple[ScenarioEvent, ...]
 
 
-def _codes(names: tuple[str, ...], *wanted: str) -> np.ndarray:
-    return np.array([names.index(name) for name in wanted])
-
-
 @functools.lru_cache(maxsize=8)
 def merchant_population(seed: int) -> Merchants:
     """Draw the merchant population shared by every day of a seed."""
@@ -115,15 +111,19 @@ def _sample_genuine(rng: np.random.Generator, n: int, m: Merchants, shift: float
             new_account, rng.integers(0, 60, n), np.minimum(rng.gamma(2.0, 900.0, n), 15_000)
         ).astype(np.int64),
         "distance": np.where(
-            country == 0, rng.lognormal(np.log(8.0), 1.1, n), _foreign_distance(rng, n)
+            country == 0,
+            np.minimum(rng.lognormal(np.log(8.0), 1.1, n), 4500.0),
+            _foreign_distance(rng, n),
         ),
         "txn_count_24h": rng.poisson(1.8, n),
     }
 
 
-def _draw(rng: np.random.Generator, names: tuple[str, ...], mix: dict[str, float], k: int):
+def _draw(
+    rng: np.random.Generator, names: tuple[str, ...], mix: dict[str, float], k: int
+) -> np.ndarray:
     """Draw k codes of names with the given probabilities."""
-    return rng.choice(_codes(names, *mix), k, p=np.array(list(mix.values())))
+    return rng.choice([names.index(name) for name in mix], k, p=np.array(list(mix.values())))
 
 
 def _apply_pattern(
@@ -163,18 +163,13 @@ def _inject_fraud(rng: np.random.Generator, cols: Columns, m: Merchants, drift: 
     return fraud
 
 
-def _timestamps(rng: np.random.Generator, hour: np.ndarray, day: dt.date) -> np.ndarray:
-    """Draw a microsecond-precision time within each row's hour of the day."""
-    micros = (hour * 3600 + rng.integers(0, 3600, hour.size)) * 1_000_000
-    micros += rng.integers(0, 1_000_000, hour.size)
-    return np.datetime64(day, "ns") + (micros * 1000).astype("timedelta64[ns]")
-
-
 def _feature_frame(
     rng: np.random.Generator, cols: Columns, m: Merchants, day: dt.date
 ) -> pd.DataFrame:
-    """Turn codes into values and derive amounts, card presence and missing distances."""
+    """Turn codes into values; derive timestamps, amounts, card presence, missing distances."""
     n = cols["hour"].size
+    micros = (cols["hour"] * 3600 + rng.integers(0, 3600, n)) * 1_000_000
+    micros += rng.integers(0, 1_000_000, n)
     channel = np.array(world.CHANNELS)[cols["channel"]]
     amount = np.clip(cols["amount"], *AMOUNT_RANGE)
     amount[channel == "atm"] = np.maximum(20.0, np.round(amount[channel == "atm"] / 20.0) * 20.0)
@@ -183,7 +178,7 @@ def _feature_frame(
     distance[rng.random(n) < DISTANCE_NULL_SHARE] = np.nan
     return pd.DataFrame({
         ID_COLUMN: "",  # assigned once rows are in time order
-        TIMESTAMP_COLUMN: _timestamps(rng, cols["hour"], day),
+        TIMESTAMP_COLUMN: np.datetime64(day, "ns") + (micros * 1000).astype("timedelta64[ns]"),
         "amount": np.round(amount, 2),
         "merchant_category": np.array(world.CATEGORY_NAMES)[m.category[cols["merchant"]]],
         "merchant_id": m.ids[cols["merchant"]],

@@ -1,0 +1,117 @@
+"""The `mlops` command: simulate data, train in-process, and show the registry's state.
+
+This is the composition root for local work: `mlops train` imports the Prefect flow lazily.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mlops.settings import get_settings
+
+app = typer.Typer(help="Continuous training on Prefect: simulate, train, inspect.",
+                  no_args_is_help=True, add_completion=False)  # fmt: skip
+console = Console()
+
+
+def _quiet_telemetry() -> None:
+    for key, value in (("PREFECT_SERVER_ANALYTICS_ENABLED", "false"),
+                       ("BENTOML_DO_NOT_TRACK", "true"), ("WHYLOGS_NO_ANALYTICS", "1"),
+                       ("DO_NOT_TRACK", "1")):  # fmt: skip
+        os.environ.setdefault(key, value)
+
+
+@app.command()
+def simulate(
+    out: Annotated[str | None, typer.Option(help="Output folder or URL.")] = None,
+    days: Annotated[int, typer.Option(help="Days to simulate.")] = 30,
+    rows_per_day: Annotated[int, typer.Option(help="Transactions per day.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    scenario: Annotated[str, typer.Option(help="drift or stable.")] = "drift",
+    label_delay_days: Annotated[int, typer.Option(help="Days until labels arrive.")] = 3,
+    start_date: Annotated[str, typer.Option(help="First day (YYYY-MM-DD).")] = "2026-01-01",
+) -> None:
+    """Write simulated card transactions, delayed labels and the scenario's ground truth."""
+    from mlops.scenario import SimulationConfig
+    from mlops.simulate import simulate as run
+
+    out = out or f"{get_settings().data.rstrip('/')}/simulated"
+    config = SimulationConfig(days=days, rows_per_day=rows_per_day, seed=seed,
+                              label_delay_days=label_delay_days,
+                              start_date=dt.date.fromisoformat(start_date),
+                              scenario=scenario)  # type: ignore[arg-type]  # fmt: skip
+    result = run(out, config, progress=True)
+    console.print(f"[bold]{result.rows}[/] rows ({result.fraud_rows} fraud) in {result.out}")
+    for event in result.events:
+        console.print(f"  {event.start} .. {event.end}  {event.kind:16} {event.description}")
+
+
+@app.command()
+def train(
+    data_uri: Annotated[str | None, typer.Option(help="Data file/folder (default: simulated).")] = None,
+    labels_uri: Annotated[str | None, typer.Option(help="Separate label files.")] = None,
+    contract: Annotated[str | None, typer.Option(help="Contract YAML.")] = None,
+    model_name: Annotated[str | None, typer.Option(help="Registry model name.")] = None,
+    start: Annotated[str | None, typer.Option(help="Window start (ISO time).")] = None,
+    end: Annotated[str | None, typer.Option(help="Window end (ISO time, exclusive).")] = None,
+    max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs.")] = 25,
+    accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
+) -> None:
+    """Run the train-model flow in this process and print the outcome."""
+    _quiet_telemetry()
+    from flows.parameters import DataSpec, Hyperparameters
+    from flows.training import train_model_flow
+
+    data = DataSpec(contract=contract, data_uri=data_uri, labels_uri=labels_uri,
+                    start=dt.datetime.fromisoformat(start) if start else None,
+                    end=dt.datetime.fromisoformat(end) if end else None)  # fmt: skip
+    result = train_model_flow(model_name=model_name, data=data,
+                              training=Hyperparameters(max_epochs=max_epochs,
+                                                       accelerator=accelerator))  # fmt: skip
+    console.print(f"\n[bold]{result['verdict']}[/]")
+    status(model_name)
+
+
+@app.command()
+def status(
+    model_name: Annotated[str | None, typer.Argument(help="Registry model name.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show the champion, its metrics and files, and the versions in the registry."""
+    from mlops.registry import AliasNotSetError, Registry
+
+    settings = get_settings()
+    name = model_name or settings.model_name
+    registry = Registry(settings.registry)
+    versions = registry.list_versions(name)
+    aliases = registry.aliases(name).aliases
+    if as_json:
+        console.print_json(json.dumps({"model": name, "aliases": aliases,
+                                       "versions": [v.manifest for v in versions]}, default=str))
+        return  # fmt: skip
+    if not versions:
+        console.print(f"No versions of {name!r} in {settings.registry}. Run `mlops train`.")
+        raise typer.Exit(1)
+    try:
+        champion = registry.get(name, "champion")
+        console.print(f"[bold green]Champion[/]: {name} {champion.version} at {champion.uri}")
+    except AliasNotSetError:
+        console.print(f"[yellow]No champion yet for {name!r}[/]")
+    table = Table("version", "aliases", "created", "device", "metrics", title=f"{name} versions")
+    for v in versions:
+        tags = ", ".join(a for a, target in aliases.items() if target == v.version)
+        metrics = ", ".join(f"{k} {val:.4f}" for k, val in v.manifest.get("metrics", {}).items())
+        device = v.manifest.get("training", {}).get("device", "?")
+        table.add_row(v.version, tags, v.manifest.get("created_at", "")[:19], device, metrics)
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,64 @@
+"""Tasks that read and validate the data a flow works on."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+
+from mlops.contract import Contract, load_contract
+from mlops.sources import LoadedData, Window, load_dataset
+from mlops.validate import ValidationResult, validate_frame, write_quarantine
+
+
+@task(name="load-contract", cache_policy=NO_CACHE)
+def read_contract(uri: str) -> Contract:
+    """Load and check the data contract."""
+    contract = load_contract(uri)
+    get_run_logger().info("contract %s (%s)", contract.name, contract.fingerprint[:12])
+    return contract
+
+
+@task(name="load-data", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def load_data(
+    data_uri: str, contract: Contract, *, labels_uri: str | None, window: Window
+) -> LoadedData:
+    """Read the data URI in contract order and window, joining separate labels."""
+    loaded = load_dataset(data_uri, contract, labels_uri=labels_uri, window=window)
+    rows = [
+        {"item": "files read", "value": len(loaded.files)},
+        {"item": "rows read", "value": loaded.rows_read},
+        {"item": "rows in window", "value": loaded.rows_in_window},
+        {"item": "rows awaiting a label", "value": loaded.unlabeled_rows},
+        {"item": "columns not in the contract", "value": ", ".join(loaded.dropped_columns)},
+    ]
+    create_table_artifact(key="data-loaded", table=rows, description=f"Data read from {data_uri}")
+    return loaded
+
+
+@task(name="validate-data", cache_policy=NO_CACHE)
+def validate_data(
+    loaded: LoadedData, contract: Contract, *, quarantine_url: str, batch: str,
+    max_failing_share: float,
+) -> ValidationResult:  # fmt: skip
+    """Validate labelled rows, quarantine failures with reasons, and enforce the threshold."""
+    result = validate_frame(loaded.labeled_frame(), contract)
+    where = write_quarantine(result, quarantine_url, batch=batch)
+    table = result.summary_rows()
+    if where:
+        table.append({"column": "(all)", "check": "quarantine file", "failures": 0,
+                      "rows": result.n_quarantined, "examples": where})  # fmt: skip
+    create_table_artifact(
+        key="data-validation",
+        table=table,
+        description=f"{result.n_input} rows checked against contract {contract.name}: "
+        f"{result.n_valid} valid, {result.n_quarantined} quarantined "
+        f"({result.failing_share:.2%}, allowed {max_failing_share:.1%})",
+    )
+    get_run_logger().info(
+        "validation: %d valid, %d quarantined%s",
+        result.n_valid, result.n_quarantined, f" -> {where}" if where else "",
+    )  # fmt: skip
+    result.check_threshold(max_failing_share)
+    return result

@@ -1,0 +1,66 @@
+"""Tasks that split, train and evaluate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+
+from mlops.contract import Contract
+from mlops.evaluate import compute_metrics, slice_metrics
+from mlops.train import Splits, TrainedModel, TrainParams, predict_torch, split_by_time, train_model
+
+
+@task(name="split-by-time", cache_policy=NO_CACHE)
+def split_data(frame: pd.DataFrame, contract: Contract, params: TrainParams) -> Splits:
+    """Split ordered rows into train, validation and holdout, newest last."""
+    splits = split_by_time(
+        frame, val_fraction=params.val_fraction, holdout_fraction=params.holdout_fraction
+    )
+    create_table_artifact(
+        key="data-splits",
+        table=splits.describe(contract.timestamp_column),
+        description="Time-ordered splits (holdout is the newest)",
+    )
+    return splits
+
+
+@task(name="train-network", cache_policy=NO_CACHE)
+def fit_model(splits: Splits, contract: Contract, params: TrainParams) -> TrainedModel:
+    """Fit preprocessing and the network with Lightning on the device available."""
+    model = train_model(splits, contract, params)
+    get_run_logger().info(
+        "trained on %s: %d epochs (best %d, val loss %.4f) in %.1f s",
+        model.device, model.epochs, model.best_epoch, model.best_val_loss, model.seconds,
+    )  # fmt: skip
+    return model
+
+
+@task(name="evaluate-holdout", cache_policy=NO_CACHE)
+def evaluate_model(
+    model: TrainedModel, contract: Contract, holdout: pd.DataFrame
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Compute holdout metrics overall and per slice, and publish them as tables."""
+    output = predict_torch(model, holdout)
+    classes = model.preprocessor.target.classes
+    threshold = model.decision_threshold
+    metrics = compute_metrics(contract.task, holdout[contract.target.name], output, classes,
+                              threshold)  # fmt: skip
+    slices = slice_metrics(holdout, contract, output, classes, threshold)
+    create_table_artifact(
+        key="holdout-metrics",
+        table=[{"metric": k, "value": round(v, 5)} for k, v in metrics.items()],
+        description=f"Holdout metrics on {len(holdout)} rows (device {model.device})",
+    )
+    if slices:
+        create_table_artifact(
+            key="slice-metrics",
+            table=[{k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}
+                   for row in slices],
+            description="Holdout metrics per slice",
+        )  # fmt: skip
+    return metrics, slices
