@@ -44,11 +44,16 @@ def _timed(fn: Any, repeats: int) -> dict[str, float]:
 def run(days: int, rows_per_day: int, max_epochs: int) -> dict[str, Any]:
     """Run the benchmark and return its figures."""
     work = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
-    simulate(str(work / "sim"), SimulationConfig(days=days, rows_per_day=rows_per_day,
-                                                  scenario="stable"))  # fmt: skip
+    simulate(
+        str(work / "sim"), SimulationConfig(days=days, rows_per_day=rows_per_day, scenario="stable")
+    )
     contract = load_contract(DEFAULT_CONTRACT)
-    loaded = load_dataset(str(work / "sim" / "raw"), contract,
-                          labels_uri=str(work / "sim" / "labels"), window=Window())  # fmt: skip
+    loaded = load_dataset(
+        str(work / "sim" / "raw"),
+        contract,
+        labels_uri=str(work / "sim" / "labels"),
+        window=Window(),
+    )
     valid = validate_frame(loaded.labeled_frame(), contract).valid
     splits = split_by_time(valid)
     started = time.perf_counter()
@@ -66,21 +71,32 @@ def run(days: int, rows_per_day: int, max_epochs: int) -> dict[str, Any]:
         onnx_t = _timed(lambda feed=feed: run_session(session, feed), 300 if batch == 1 else 50)
         torch_t = _timed(lambda rows=rows: predict_torch(model, rows), 300 if batch == 1 else 50)
         figures[f"batch_{batch}"] = {
-            "onnxruntime": onnx_t, "pytorch_eager": torch_t,
+            "onnxruntime": onnx_t,
+            "pytorch_eager": torch_t,
             "speedup_p50": torch_t["p50_ms"] / onnx_t["p50_ms"],
-        }  # fmt: skip
+        }
     return {
-        "rows": {"train": len(splits.train), "val": len(splits.val),
-                 "holdout": len(splits.holdout)},
-        "training": {"seconds": round(train_s, 2), "epochs": model.epochs,
-                     "device": model.device, "seconds_per_epoch": round(train_s / model.epochs, 2)},
+        "rows": {
+            "train": len(splits.train),
+            "val": len(splits.val),
+            "holdout": len(splits.holdout),
+        },
+        "training": {
+            "seconds": round(train_s, 2),
+            "epochs": model.epochs,
+            "device": model.device,
+            "seconds_per_epoch": round(train_s / model.epochs, 2),
+        },
         "export_seconds": round(export_s, 2),
         "verification": report.to_dict(),
         "onnxruntime_device": device,
         "inference": figures,
-        "machine": {"cpu_count": torch.get_num_threads(), "platform": platform.platform(),
-                    "cuda": torch.cuda.is_available()},
-    }  # fmt: skip
+        "machine": {
+            "cpu_count": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "cuda": torch.cuda.is_available(),
+        },
+    }
 
 
 def to_markdown(result: dict[str, Any]) -> str:
@@ -99,8 +115,10 @@ def to_markdown(result: dict[str, Any]) -> str:
         "|---|---|---|---|",
     ]
     for name, fig in result["inference"].items():
-        lines.append(f"| {name.split('_')[1]} | {fig['onnxruntime']['p50_ms']:.3f} | "
-                     f"{fig['pytorch_eager']['p50_ms']:.3f} | {fig['speedup_p50']:.1f}x |")  # fmt: skip
+        lines.append(
+            f"| {name.split('_')[1]} | {fig['onnxruntime']['p50_ms']:.3f} | "
+            f"{fig['pytorch_eager']['p50_ms']:.3f} | {fig['speedup_p50']:.1f}x |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -48,8 +48,13 @@ def train_model_flow(
     contract = read_contract(data.contract or settings.contract)
     window = Window(start=data.start, end=data.end, last_rows=data.last_rows)
     loaded = load_data(data_uri, contract, labels_uri=labels_uri, window=window)
-    valid = validate_data(loaded, contract, quarantine_url=settings.quarantine,
-                          batch=f"train-{run_id}", max_failing_share=max_failing_share).valid
+    valid = validate_data(
+        loaded,
+        contract,
+        quarantine_url=settings.quarantine,
+        batch=f"train-{run_id}",
+        max_failing_share=max_failing_share,
+    ).valid
 
     # 2. Train and evaluate on the newest rows
     splits = split_data(valid, contract, params)
@@ -61,24 +66,47 @@ def train_model_flow(
     try:
         onnx_path, report = export_and_verify(model, contract, splits.holdout, workdir)
         lineage = data_lineage(data_uri, labels_uri, splits, contract.timestamp_column, valid)
-        manifest = build_manifest(model=model, contract=contract, data=lineage, metrics=metrics,
-                                  slice_metrics=slices, verification=report.to_dict(),
-                                  flow_run_id=run_id)  # fmt: skip
+        manifest = build_manifest(
+            model=model,
+            contract=contract,
+            data=lineage,
+            metrics=metrics,
+            slice_metrics=slices,
+            verification=report.to_dict(),
+            flow_run_id=run_id,
+        )
         manifest["reason"] = reason
         registry = Registry(settings.registry)
-        version = register_challenger(registry, model_name, onnx_path=onnx_path,
-                                      manifest=manifest, actor=f"train-model/{run_id}",
-                                      reference=reference_profile(model, contract, splits.train))
+        version = register_challenger(
+            registry,
+            model_name,
+            onnx_path=onnx_path,
+            manifest=manifest,
+            actor=f"train-model/{run_id}",
+            reference=reference_profile(model, contract, splits.train),
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
     # 4. Gate against the champion on the same holdout
     policy = GatePolicy(gate.metric, gate.floor, gate.max_regression).resolved(contract.task)
-    decision = gate_challenger(registry, version, contract, splits.holdout, policy,
-                               promote=gate.promote, actor=f"train-model/{run_id}")  # fmt: skip
-    return {"version": version.version, "promoted": decision.promote and gate.promote,
-            "verdict": decision.verdict, "metrics": metrics, "device": model.device,
-            "uri": version.uri}  # fmt: skip
+    decision = gate_challenger(
+        registry,
+        version,
+        contract,
+        splits.holdout,
+        policy,
+        promote=gate.promote,
+        actor=f"train-model/{run_id}",
+    )
+    return {
+        "version": version.version,
+        "promoted": decision.promote and gate.promote,
+        "verdict": decision.verdict,
+        "metrics": metrics,
+        "device": model.device,
+        "uri": version.uri,
+    }
 
 
 def resolve_data(data: DataSpec, data_store: str) -> tuple[str, str | None]:

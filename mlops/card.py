@@ -38,8 +38,9 @@ def build_manifest(
         "classes": list(prep.target.classes or []),
         "decision_threshold": model.decision_threshold,
         "inputs": [
-            {"name": s.name, "type": "float32"} for s in prep.numeric
-        ] + [{"name": v.name, "type": "string"} for v in prep.categorical],
+            {"name": c.name, "type": "float32" if c.is_numeric else "string"}
+            for c in contract.features
+        ],
         "output": output_name(prep.target.task),
         "preprocessor": prep.to_dict(),
         "data": data,
@@ -72,7 +73,8 @@ def render_model_card(manifest: dict[str, Any], *, version: str = "(unregistered
         f"- Contract fingerprint: `{manifest['contract_fingerprint'][:16]}`",
         f"- Data: `{data.get('uri')}`, window {data.get('window_from')} to {data.get('window_to')}",
         f"- Rows: train {data.get('train_rows')}, validation {data.get('val_rows')}, "
-        f"holdout {data.get('holdout_rows')}; data fingerprint `{str(data.get('fingerprint'))[:16]}`",
+        f"holdout {data.get('holdout_rows')}; "
+        f"data fingerprint `{str(data.get('fingerprint'))[:16]}`",
         f"- Trained on **{training['device']}**: {training['epochs']} epochs "
         f"(best {training['best_epoch']}) in {training['seconds']} s",
         f"- Code: {manifest['code'].get('git_sha')} (dirty: {manifest['code'].get('dirty')})",

@@ -16,15 +16,21 @@ from rich.table import Table
 
 from mlops.settings import get_settings
 
-app = typer.Typer(help="Continuous training on Prefect: simulate, train, inspect.",
-                  no_args_is_help=True, add_completion=False)  # fmt: skip
+app = typer.Typer(
+    help="Continuous training on Prefect: simulate, train, inspect.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 console = Console()
 
 
 def _quiet_telemetry() -> None:
-    for key, value in (("PREFECT_SERVER_ANALYTICS_ENABLED", "false"),
-                       ("BENTOML_DO_NOT_TRACK", "true"), ("WHYLOGS_NO_ANALYTICS", "1"),
-                       ("DO_NOT_TRACK", "1")):  # fmt: skip
+    for key, value in (
+        ("PREFECT_SERVER_ANALYTICS_ENABLED", "false"),
+        ("BENTOML_DO_NOT_TRACK", "true"),
+        ("WHYLOGS_NO_ANALYTICS", "1"),
+        ("DO_NOT_TRACK", "1"),
+    ):
         os.environ.setdefault(key, value)
 
 
@@ -43,10 +49,14 @@ def simulate(
     from mlops.simulate import simulate as run
 
     out = out or f"{get_settings().data.rstrip('/')}/simulated"
-    config = SimulationConfig(days=days, rows_per_day=rows_per_day, seed=seed,
-                              label_delay_days=label_delay_days,
-                              start_date=dt.date.fromisoformat(start_date),
-                              scenario=scenario)  # type: ignore[arg-type]  # fmt: skip
+    config = SimulationConfig(
+        days=days,
+        rows_per_day=rows_per_day,
+        seed=seed,
+        label_delay_days=label_delay_days,
+        start_date=dt.date.fromisoformat(start_date),
+        scenario=scenario,  # type: ignore[arg-type]  # checked by SimulationConfig
+    )
     result = run(out, config, progress=True)
     console.print(f"[bold]{result.rows}[/] rows ({result.fraud_rows} fraud) in {result.out}")
     for event in result.events:
@@ -55,7 +65,9 @@ def simulate(
 
 @app.command()
 def train(
-    data_uri: Annotated[str | None, typer.Option(help="Data file/folder (default: simulated).")] = None,
+    data_uri: Annotated[
+        str | None, typer.Option(help="Data file/folder (default: simulated).")
+    ] = None,
     labels_uri: Annotated[str | None, typer.Option(help="Separate label files.")] = None,
     contract: Annotated[str | None, typer.Option(help="Contract YAML.")] = None,
     model_name: Annotated[str | None, typer.Option(help="Registry model name.")] = None,
@@ -69,12 +81,18 @@ def train(
     from flows.parameters import DataSpec, Hyperparameters
     from flows.training import train_model_flow
 
-    data = DataSpec(contract=contract, data_uri=data_uri, labels_uri=labels_uri,
-                    start=dt.datetime.fromisoformat(start) if start else None,
-                    end=dt.datetime.fromisoformat(end) if end else None)  # fmt: skip
-    result = train_model_flow(model_name=model_name, data=data,
-                              training=Hyperparameters(max_epochs=max_epochs,
-                                                       accelerator=accelerator))  # fmt: skip
+    data = DataSpec(
+        contract=contract,
+        data_uri=data_uri,
+        labels_uri=labels_uri,
+        start=dt.datetime.fromisoformat(start) if start else None,
+        end=dt.datetime.fromisoformat(end) if end else None,
+    )
+    result = train_model_flow(
+        model_name=model_name,
+        data=data,
+        training=Hyperparameters(max_epochs=max_epochs, accelerator=accelerator),
+    )
     console.print(f"\n[bold]{result['verdict']}[/]")
     status(model_name)
 
@@ -93,9 +111,13 @@ def status(
     versions = registry.list_versions(name)
     aliases = registry.aliases(name).aliases
     if as_json:
-        console.print_json(json.dumps({"model": name, "aliases": aliases,
-                                       "versions": [v.manifest for v in versions]}, default=str))
-        return  # fmt: skip
+        console.print_json(
+            json.dumps(
+                {"model": name, "aliases": aliases, "versions": [v.manifest for v in versions]},
+                default=str,
+            )
+        )
+        return
     if not versions:
         console.print(f"No versions of {name!r} in {settings.registry}. Run `mlops train`.")
         raise typer.Exit(1)

@@ -56,7 +56,7 @@ def export_onnx(model: TrainedModel, contract: Contract, path: str | Path) -> Pa
     )
     assert program is not None
     proto = program.model_proto
-    _add_vocabulary_lookups(proto, prep)
+    _add_vocabulary_lookups(proto, prep, contract.feature_names)
     _add_metadata(proto, contract, prep, model)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,7 +64,9 @@ def export_onnx(model: TrainedModel, contract: Contract, path: str | Path) -> Pa
     return path
 
 
-def _add_vocabulary_lookups(proto: onnx.ModelProto, prep: Preprocessor) -> None:
+def _add_vocabulary_lookups(
+    proto: onnx.ModelProto, prep: Preprocessor, order: tuple[str, ...]
+) -> None:
     graph = proto.graph
     by_name = {i.name: i for i in graph.input}
     lookups = []
@@ -93,7 +95,7 @@ def _add_vocabulary_lookups(proto: onnx.ModelProto, prep: Preprocessor) -> None:
             break
     else:
         proto.opset_import.append(helper.make_opsetid(ML_DOMAIN, ML_OPSET))
-    order = [s.name for s in prep.numeric] + [v.name for v in prep.categorical]
+    # The contract promises its column order as the input order (the network sees numeric first).
     inputs = sorted(graph.input, key=lambda i: order.index(i.name))
     del graph.input[:]
     graph.input.extend(inputs)
@@ -114,7 +116,9 @@ def _add_metadata(
     for key, value in meta.items():
         proto.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
     proto.producer_name = "mlops-bundle"
-    proto.doc_string = f"{contract.name}: raw feature columns in, {output_name(prep.target.task)} out"
+    proto.doc_string = (
+        f"{contract.name}: raw feature columns in, {output_name(prep.target.task)} out"
+    )
 
 
 def onnx_feed(frame: pd.DataFrame, contract: Contract) -> dict[str, np.ndarray]:

@@ -132,7 +132,7 @@ def _fit_target(train: pd.DataFrame, contract: Contract) -> TargetEncoding:
         raise ValueError(
             f"binary target {target.name!r} needs 2 classes in training data, found {classes}"
         )
-    return TargetEncoding(target.task, tuple(_plain(c) for c in classes))
+    return TargetEncoding(str(target.task), tuple(_plain(c) for c in classes))
 
 
 def _plain(value: Any) -> Any:

@@ -81,9 +81,19 @@ def decide(
         max_regression=policy.max_regression,
         floor_passed=floor_passed,
         regression_passed=regression_passed,
-        verdict=_verdict(challenger_version, champion_version, metric, higher, challenger, champion,
-                         delta, policy, floor_passed, regression_passed),
-    )  # fmt: skip
+        verdict=_verdict(
+            challenger_version,
+            champion_version,
+            metric,
+            higher,
+            challenger,
+            champion,
+            delta,
+            policy,
+            floor_passed,
+            regression_passed,
+        ),
+    )
 
 
 def _verdict(
@@ -113,9 +123,10 @@ def _verdict(
             f"allowed {policy.max_regression:.4f}."
         )
     if champion is None:
+        floor = f"clears the floor ({bound} {policy.floor})" if policy.floor is not None else ""
         return (
             f"{version} is promoted as the first champion: its {metric} {challenger:.4f} "
-            f"clears the floor ({bound} {policy.floor})."
+            f"{floor or 'has no floor to clear'}."
         )
     assert delta is not None
     return (

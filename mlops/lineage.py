@@ -10,13 +10,24 @@ from pathlib import Path
 import pandas as pd
 
 PACKAGES = (
-    "torch", "pytorch-lightning", "onnx", "onnxruntime", "onnxruntime-gpu", "onnxscript",
-    "prefect", "pandera", "pandas", "numpy", "whylogs", "bentoml",
-)  # fmt: skip
+    "torch",
+    "pytorch-lightning",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "onnxscript",
+    "prefect",
+    "pandera",
+    "pandas",
+    "numpy",
+    "whylogs",
+    "bentoml",
+)
 
 
 def code_version(repo: Path) -> dict[str, object]:
     """Return the git commit of `repo` and whether the work tree has uncommitted changes."""
+
     def git(*args: str) -> str:
         return subprocess.run(
             ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=True
@@ -46,4 +57,3 @@ def data_fingerprint(frame: pd.DataFrame) -> str:
     digest = hashlib.sha256(",".join(map(str, frame.columns)).encode())
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()
-

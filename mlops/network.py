@@ -17,6 +17,10 @@ def embedding_dim(cardinality: int) -> int:
 class TabularNet(nn.Module):
     """Map raw numeric values (NaN for null) and category indices to logits or values."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+    indicator_idx: torch.Tensor
+
     def __init__(
         self,
         numeric_mean: Sequence[float],
@@ -88,10 +92,6 @@ class InferencePipeline(nn.Module):
         batch = columns[0].shape[0]
         nums = columns[: self.n_numeric]
         cats = columns[self.n_numeric :]
-        numeric = (
-            torch.stack(nums, dim=1) if nums else torch.zeros(batch, 0, dtype=torch.float32)
-        )
-        categorical = (
-            torch.stack(cats, dim=1) if cats else torch.zeros(batch, 0, dtype=torch.long)
-        )
+        numeric = torch.stack(nums, dim=1) if nums else torch.zeros(batch, 0, dtype=torch.float32)
+        categorical = torch.stack(cats, dim=1) if cats else torch.zeros(batch, 0, dtype=torch.long)
         return self.head(self.net(numeric, categorical))

@@ -40,9 +40,15 @@ from fsspec.implementations.local import LocalFileSystem
 from mlops.locking import ConcurrentUpdateError, file_lock, write_atomic
 
 __all__ = [
-    "AliasNotSetError", "AliasState", "ConcurrentUpdateError", "IntegrityError", "ModelVersion",
-    "Registry", "RegistryError", "VersionNotFoundError",
-]  # fmt: skip
+    "AliasNotSetError",
+    "AliasState",
+    "ConcurrentUpdateError",
+    "IntegrityError",
+    "ModelVersion",
+    "Registry",
+    "RegistryError",
+    "VersionNotFoundError",
+]
 
 # manifest.json comes last: a version becomes visible only once it is complete.
 VERSION_FILES = ("model.onnx", "reference.bin", "model_card.md", "manifest.json")

@@ -16,16 +16,52 @@ MIN_DRIFT_DAYS = 10
 MAX_ROWS = 999_999  # the transaction id holds a six-digit row number
 
 # Merchant categories, their share of transactions and their median amount in USD.
-CATEGORY_NAMES = ("grocery", "restaurant", "utilities", "fuel", "fashion", "electronics",
-                  "entertainment", "digital_goods", "health", "travel", "gaming", "money_transfer",
-                  "jewelry")  # fmt: skip
-CATEGORY_MIX = (.18, .16, .08, .08, .09, .07, .07, .07, .06, .05, .04, .03, .02)  # fmt: skip
-CATEGORY_MEDIAN_USD = (35, 28, 90, 45, 60, 140, 35, 15, 50, 250, 20, 150, 300)  # fmt: skip
+CATEGORY_NAMES = (
+    "grocery",
+    "restaurant",
+    "utilities",
+    "fuel",
+    "fashion",
+    "electronics",
+    "entertainment",
+    "digital_goods",
+    "health",
+    "travel",
+    "gaming",
+    "money_transfer",
+    "jewelry",
+)
+CATEGORY_MIX = (0.18, 0.16, 0.08, 0.08, 0.09, 0.07, 0.07, 0.07, 0.06, 0.05, 0.04, 0.03, 0.02)
+CATEGORY_MEDIAN_USD = (35, 28, 90, 45, 60, 140, 35, 15, 50, 250, 20, 150, 300)
 CHANNELS = ("online", "pos", "contactless", "atm")
 COUNTRIES = ("US", "CA", "MX", "GB", "DE", "FR", "BR", "IN", "NG", "JP")  # cards are issued in US
 COUNTRY_MIX = (0.72, 0.06, 0.04, 0.04, 0.03, 0.03, 0.02, 0.02, 0.02, 0.02)
-HOUR_WEIGHTS = (1.0, .6, .4, .3, .3, .5, 1.2, 2.5, 4, 5, 5.5, 6, 6.5, 6, 5.5, 5.5, 6, 6.5, 6.5, 6,
-                5, 4, 3, 2)  # fmt: skip
+HOUR_WEIGHTS = (
+    1.0,
+    0.6,
+    0.4,
+    0.3,
+    0.3,
+    0.5,
+    1.2,
+    2.5,
+    4,
+    5,
+    5.5,
+    6,
+    6.5,
+    6,
+    5.5,
+    5.5,
+    6,
+    6.5,
+    6.5,
+    6,
+    5,
+    4,
+    3,
+    2,
+)
 FRAUD_RATE = 0.03
 
 
@@ -46,27 +82,36 @@ class FraudPattern:
 
 FRAUD_PATTERNS: dict[str, FraudPattern] = {
     "night_online": FraudPattern(
-        channels={"online": 1.0}, amount_usd=(420.0, 0.6), night_share=0.8,
+        channels={"online": 1.0},
+        amount_usd=(420.0, 0.6),
+        night_share=0.8,
         categories={"electronics": 0.4, "jewelry": 0.2, "digital_goods": 0.2, "fashion": 0.2},
     ),
     "new_account_far": FraudPattern(
-        channels={"online": 0.7, "pos": 0.3}, amount_usd=(300.0, 0.7), far_from_home=True,
-        new_account=True, countries={"US": 0.3, "GB": 0.2, "NG": 0.2, "BR": 0.15, "IN": 0.15},
+        channels={"online": 0.7, "pos": 0.3},
+        amount_usd=(300.0, 0.7),
+        far_from_home=True,
+        new_account=True,
+        countries={"US": 0.3, "GB": 0.2, "NG": 0.2, "BR": 0.15, "IN": 0.15},
     ),
     "risky_merchant": FraudPattern(
         channels={"online": 0.5, "pos": 0.5}, amount_usd=(150.0, 0.8), risky_merchant=True
     ),
     "card_testing": FraudPattern(
-        channels={"online": 1.0}, amount_usd=(4.0, 0.7), txn_burst=True,
+        channels={"online": 1.0},
+        amount_usd=(4.0, 0.7),
+        txn_burst=True,
         categories={"digital_goods": 0.5, "gaming": 0.5},
     ),
     "stealth": FraudPattern(),  # looks genuine: caps how well any model can do
     "contactless_relay": FraudPattern(
-        channels={"contactless": 1.0}, amount_usd=(90.0, 0.5), far_from_home=True,
+        channels={"contactless": 1.0},
+        amount_usd=(90.0, 0.5),
+        far_from_home=True,
         countries={"MX": 0.5, "BR": 0.5},
         categories={"fuel": 0.5, "grocery": 0.3, "restaurant": 0.2},
     ),
-}  # fmt: skip
+}
 
 # The covariate shift moves the channel mix and scales amounts; the concept drift changes the
 # share of fraud rows made by each pattern (in the order of FRAUD_PATTERNS).
@@ -79,8 +124,11 @@ PATTERN_MIX_DRIFTED = (0.08, 0.15, 0.12, 0.15, 0.12, 0.38)
 # The data-quality incident: amounts arrive in cents, and on a share of the rows each of these
 # columns gets a bad value: a null, an out-of-range value, an unseen category.
 INCIDENT_UNIT_COLUMN = "amount"
-INCIDENT_FAULTS: dict[str, Any] = {"merchant_category": None, "customer_age": -1,
-                                   "channel": "mobile_wallet"}  # fmt: skip
+INCIDENT_FAULTS: dict[str, Any] = {
+    "merchant_category": None,
+    "customer_age": -1,
+    "channel": "mobile_wallet",
+}
 INCIDENT_FAULT_SHARE = 0.025
 INCIDENT_COLUMNS = (INCIDENT_UNIT_COLUMN, *INCIDENT_FAULTS)
 
@@ -185,32 +233,44 @@ def scenario_events(config: SimulationConfig) -> list[ScenarioEvent]:
     t, day = drift_timeline(config.days), config.date_of
     return [
         ScenarioEvent(
-            "spending_shift", "covariate_shift", day(t.shift_start), day(t.last_day),
+            "spending_shift",
+            "covariate_shift",
+            day(t.shift_start),
+            day(t.last_day),
             ("amount", "channel", "card_present"),
             f"Amounts rise by {AMOUNT_SHIFT - 1:.0%} and the channel mix moves from pos toward "
             f"online and contactless, ramping linearly until {day(t.shift_ramp_end)}, then "
             "staying shifted.",
         ),
         ScenarioEvent(
-            "contactless_relay_fraud", "concept_drift", day(t.drift_start), day(t.last_day),
+            "contactless_relay_fraud",
+            "concept_drift",
+            day(t.drift_start),
+            day(t.last_day),
             ("is_fraud", "channel", "country", "merchant_category"),
             "A new fraud ring hits contactless payments at fuel, grocery and restaurant merchants "
             "in MX and BR while night-time online fraud fades: P(is_fraud | x) changes abruptly.",
         ),
         ScenarioEvent(
-            "upstream_feed_incident", "data_quality", day(t.incident_start), day(t.incident_end),
+            "upstream_feed_incident",
+            "data_quality",
+            day(t.incident_start),
+            day(t.incident_end),
             INCIDENT_COLUMNS,
             f"{INCIDENT_UNIT_COLUMN} is reported in cents instead of USD, and on about "
-            f"{INCIDENT_FAULT_SHARE:.1%} of rows each: " + ", ".join(
-                f"{column} = {bad!r}" for column, bad in INCIDENT_FAULTS.items()
-            ) + " (a null, an out-of-range value, an unseen category).",
+            f"{INCIDENT_FAULT_SHARE:.1%} of rows each: "
+            + ", ".join(f"{column} = {bad!r}" for column, bad in INCIDENT_FAULTS.items())
+            + " (a null, an out-of-range value, an unseen category).",
         ),
         ScenarioEvent(
-            "upstream_feed_recovery", "recovery", day(t.incident_end + 1), day(t.last_day),
+            "upstream_feed_recovery",
+            "recovery",
+            day(t.incident_end + 1),
+            day(t.last_day),
             INCIDENT_COLUMNS,
             "Data quality is back to normal; the spending shift and the new fraud pattern persist.",
         ),
-    ]  # fmt: skip
+    ]
 
 
 def scenario_document(config: SimulationConfig) -> dict[str, Any]:

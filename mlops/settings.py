@@ -19,10 +19,37 @@ class Settings(BaseSettings):
     home: str = Field(".mlops", description="Root of all state; each store below may override it.")
     data_url: str | None = Field(None, description="Raw data store (default: <home>/data).")
     registry_url: str | None = Field(None, description="Model registry (default: <home>/registry).")
-    profiles_url: str | None = Field(None, description="whylogs profiles (default: <home>/profiles).")
+    profiles_url: str | None = Field(
+        None, description="whylogs profiles (default: <home>/profiles)."
+    )
     reports_url: str | None = Field(None, description="HTML reports (default: <home>/reports).")
     model_name: str = Field("card-fraud", description="Registry name of the model to train/serve.")
     contract: str = Field(str(DEFAULT_CONTRACT), description="Path or URL of the data contract.")
+    predictions_url: str | None = Field(
+        None, description="Prediction log store (default: <home>/predictions)."
+    )
+
+    # Serving
+    serve_ref: str = Field("champion", description="Alias or version the service loads.")
+    serve_model_dir: str | None = Field(
+        None, description="Folder with model.onnx + manifest.json to serve instead (a built Bento)."
+    )
+    api_token: str | None = Field(None, description="Bearer token required by /predict if set.")
+    admin_token: str | None = Field(
+        None, description="Bearer token of the admin endpoints (they refuse all calls without it)."
+    )
+    max_records: int = Field(1024, ge=1, description="Most records accepted in one request.")
+    batching: bool = Field(True, description="Batch concurrent requests into one model call.")
+    max_batch_size: int = Field(512, ge=1, description="Most records in one model call.")
+    max_latency_ms: float = Field(
+        2.0, ge=0, description="Longest a partial batch is held open while others wait."
+    )
+    reload_interval_s: float = Field(
+        5.0, gt=0, description="How often the service checks the registry alias for a new version."
+    )
+    profile_window_s: int = Field(300, ge=1, description="whylogs profile window of served rows.")
+    log_flush_s: float = Field(10.0, gt=0, description="How often served rows are written out.")
+    prefer_gpu: bool = Field(True, description="Use CUDA for onnxruntime when it really works.")
 
     def store(self, name: str) -> str:
         """Return the URL of store `name` (data, registry, profiles, reports, quarantine)."""

@@ -176,21 +176,23 @@ def _feature_frame(
     keyed = (channel == "pos") & (rng.random(n) < KEYED_SHARE)
     distance = np.round(cols["distance"], 2)
     distance[rng.random(n) < DISTANCE_NULL_SHARE] = np.nan
-    return pd.DataFrame({
-        ID_COLUMN: "",  # assigned once rows are in time order
-        TIMESTAMP_COLUMN: np.datetime64(day, "ns") + (micros * 1000).astype("timedelta64[ns]"),
-        "amount": np.round(amount, 2),
-        "merchant_category": np.array(world.CATEGORY_NAMES)[m.category[cols["merchant"]]],
-        "merchant_id": m.ids[cols["merchant"]],
-        "channel": channel,
-        "country": np.array(world.COUNTRIES)[cols["country"]],
-        "card_present": (channel != "online") & ~keyed,
-        "hour": cols["hour"].astype(np.int64),
-        "customer_age": cols["customer_age"],
-        "account_age_days": cols["account_age_days"],
-        "distance_from_home_km": distance,
-        "txn_count_24h": cols["txn_count_24h"].astype(np.int64),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            ID_COLUMN: "",  # assigned once rows are in time order
+            TIMESTAMP_COLUMN: np.datetime64(day, "ns") + (micros * 1000).astype("timedelta64[ns]"),
+            "amount": np.round(amount, 2),
+            "merchant_category": np.array(world.CATEGORY_NAMES)[m.category[cols["merchant"]]],
+            "merchant_id": m.ids[cols["merchant"]],
+            "channel": channel,
+            "country": np.array(world.COUNTRIES)[cols["country"]],
+            "card_present": (channel != "online") & ~keyed,
+            "hour": cols["hour"].astype(np.int64),
+            "customer_age": cols["customer_age"],
+            "account_age_days": cols["account_age_days"],
+            "distance_from_home_km": distance,
+            "txn_count_24h": cols["txn_count_24h"].astype(np.int64),
+        }
+    )
 
 
 def generate_day(config: SimulationConfig, day_index: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -210,11 +212,14 @@ def generate_day(config: SimulationConfig, day_index: int) -> tuple[pd.DataFrame
     features = features.iloc[order].reset_index(drop=True)
     rows = np.arange(len(features)).astype(str)
     features[ID_COLUMN] = np.char.add(f"tx-{day:%Y%m%d}-", np.char.zfill(rows, 6))
-    labels = pd.DataFrame({
-        ID_COLUMN: features[ID_COLUMN],
-        TARGET_COLUMN: fraud[order].astype(np.int64),
-        LABEL_TIME_COLUMN: features[TIMESTAMP_COLUMN] + pd.Timedelta(days=config.label_delay_days),
-    })  # fmt: skip
+    labels = pd.DataFrame(
+        {
+            ID_COLUMN: features[ID_COLUMN],
+            TARGET_COLUMN: fraud[order].astype(np.int64),
+            LABEL_TIME_COLUMN: features[TIMESTAMP_COLUMN]
+            + pd.Timedelta(days=config.label_delay_days),
+        }
+    )
     if conditions.incident:
         features = world.corrupt_for_incident(features, rng)
     return features, labels

@@ -86,8 +86,8 @@ def split_by_time(
 ) -> Splits:
     """Cut an already time-ordered frame into train, validation and holdout, newest last."""
     n = len(frame)
-    n_hold = int(round(n * holdout_fraction))
-    n_val = int(round(n * val_fraction))
+    n_hold = round(n * holdout_fraction)
+    n_val = round(n * val_fraction)
     if n - n_hold - n_val < 10 or n_val < 1 or n_hold < 1:
         raise ValueError(f"{n} rows are too few to split into train/validation/holdout")
     a, b = n - n_hold - n_val, n - n_hold

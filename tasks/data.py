@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -26,7 +28,7 @@ def load_data(
 ) -> LoadedData:
     """Read the data URI in contract order and window, joining separate labels."""
     loaded = load_dataset(data_uri, contract, labels_uri=labels_uri, window=window)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"item": "files read", "value": len(loaded.files)},
         {"item": "rows read", "value": loaded.rows_read},
         {"item": "rows in window", "value": loaded.rows_in_window},
@@ -39,16 +41,27 @@ def load_data(
 
 @task(name="validate-data", cache_policy=NO_CACHE)
 def validate_data(
-    loaded: LoadedData, contract: Contract, *, quarantine_url: str, batch: str,
+    loaded: LoadedData,
+    contract: Contract,
+    *,
+    quarantine_url: str,
+    batch: str,
     max_failing_share: float,
-) -> ValidationResult:  # fmt: skip
+) -> ValidationResult:
     """Validate labelled rows, quarantine failures with reasons, and enforce the threshold."""
     result = validate_frame(loaded.labeled_frame(), contract)
     where = write_quarantine(result, quarantine_url, batch=batch)
     table = result.summary_rows()
     if where:
-        table.append({"column": "(all)", "check": "quarantine file", "failures": 0,
-                      "rows": result.n_quarantined, "examples": where})  # fmt: skip
+        table.append(
+            {
+                "column": "(all)",
+                "check": "quarantine file",
+                "failures": 0,
+                "rows": result.n_quarantined,
+                "examples": where,
+            }
+        )
     create_table_artifact(
         key="data-validation",
         table=table,
@@ -58,7 +71,9 @@ def validate_data(
     )
     get_run_logger().info(
         "validation: %d valid, %d quarantined%s",
-        result.n_valid, result.n_quarantined, f" -> {where}" if where else "",
-    )  # fmt: skip
+        result.n_valid,
+        result.n_quarantined,
+        f" -> {where}" if where else "",
+    )
     result.check_threshold(max_failing_share)
     return result

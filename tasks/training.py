@@ -35,8 +35,12 @@ def fit_model(splits: Splits, contract: Contract, params: TrainParams) -> Traine
     model = train_model(splits, contract, params)
     get_run_logger().info(
         "trained on %s: %d epochs (best %d, val loss %.4f) in %.1f s",
-        model.device, model.epochs, model.best_epoch, model.best_val_loss, model.seconds,
-    )  # fmt: skip
+        model.device,
+        model.epochs,
+        model.best_epoch,
+        model.best_val_loss,
+        model.seconds,
+    )
     return model
 
 
@@ -48,8 +52,9 @@ def evaluate_model(
     output = predict_torch(model, holdout)
     classes = model.preprocessor.target.classes
     threshold = model.decision_threshold
-    metrics = compute_metrics(contract.task, holdout[contract.target.name], output, classes,
-                              threshold)  # fmt: skip
+    metrics = compute_metrics(
+        contract.task, holdout[contract.target.name], output, classes, threshold
+    )
     slices = slice_metrics(holdout, contract, output, classes, threshold)
     create_table_artifact(
         key="holdout-metrics",
@@ -59,8 +64,10 @@ def evaluate_model(
     if slices:
         create_table_artifact(
             key="slice-metrics",
-            table=[{k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}
-                   for row in slices],
+            table=[
+                {k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}
+                for row in slices
+            ],
             description="Holdout metrics per slice",
-        )  # fmt: skip
+        )
     return metrics, slices

@@ -1,0 +1,139 @@
+"""What the service runs beside requests: the model keeper (hot reload) and the prediction log."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops.inference import LoadedModel, ModelLoadError, load_from_directory, load_from_registry
+from mlops.prediction_log import LogSettings, PredictionLogger
+from mlops.registry import Registry
+from mlops.settings import Settings
+
+log = logging.getLogger("mlops.serving")
+
+
+class ModelKeeper:
+    """Hold the model being served and switch to a new version when the registry alias moves.
+
+    A switch replaces one reference: requests already running keep the model they started
+    with, new ones get the new model. A version that fails its checksum or load check is refused
+    and the current one keeps serving.
+    """
+
+    def __init__(self, settings: Settings, metrics: Any) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.current: LoadedModel | None = None
+        self.last_error: str | None = None
+        self.refused: str | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.registry = Registry(settings.registry)
+
+    def start(self) -> None:
+        """Load the model now and, unless it is pinned, watch the registry in the background."""
+        self.reload()
+        if self.settings.serve_model_dir is None:
+            self._thread = threading.Thread(target=self._watch, name="model-keeper", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.settings.reload_interval_s):
+            try:
+                self.reload()
+            except Exception as exc:  # the watcher must outlive any registry hiccup
+                log.warning("registry check failed: %s", exc)
+
+    def target_version(self) -> str | None:
+        """Return the version the configured alias points at now (or the pinned version)."""
+        ref = self.settings.serve_ref
+        if ref.startswith("v") and ref[1:].isdigit():
+            return ref
+        return self.registry.aliases(self.settings.model_name).aliases.get(ref)
+
+    def reload(self) -> dict[str, Any]:
+        """Load the target version if it differs from the one served; report what happened."""
+        with self._lock:
+            if self.settings.serve_model_dir is not None:
+                if self.current is None:
+                    self._swap(lambda: load_from_directory(
+                        Path(self.settings.serve_model_dir or ""), self.settings.model_name,
+                        prefer_gpu=self.settings.prefer_gpu))  # fmt: skip
+                return self.status()
+            target = self.target_version()
+            served = self.current.version if self.current else None
+            if target is None or target == served or target == self.refused:
+                return {**self.status(), "changed": False}
+            self._swap(lambda: load_from_registry(
+                self.registry, self.settings.model_name, target,
+                prefer_gpu=self.settings.prefer_gpu))  # fmt: skip
+            return {**self.status(), "changed": self.current is not None
+                    and self.current.version == target}  # fmt: skip
+
+    def _swap(self, load: Any) -> None:
+        try:
+            model = load()
+        except ModelLoadError as exc:
+            self.last_error = str(exc)
+            self.refused = self.target_version() if self.settings.serve_model_dir is None else None
+            self.metrics.reloads.labels(outcome="refused").inc()
+            log.error("model refused, still serving %s: %s", self.served_version(), exc)
+            return
+        previous, self.current = self.current, model
+        self.last_error, self.refused = None, None
+        self.metrics.reloads.labels(outcome="loaded").inc()
+        if previous is not None:
+            self.metrics.model_info.labels(version=previous.version, device=previous.device).set(0)
+        self.metrics.model_info.labels(version=model.version, device=model.device).set(1)
+        log.info("serving %s %s on %s", model.model_name, model.version, model.device)
+
+    def served_version(self) -> str | None:
+        return self.current.version if self.current else None
+
+    def status(self) -> dict[str, Any]:
+        """Return the keeper's state for `GET /model` and the reload endpoint."""
+        return {"served_version": self.served_version(), "serve_ref": self.settings.serve_ref,
+                "last_reload_error": self.last_error, "refused_version": self.refused,
+                "error": self.last_error}  # fmt: skip
+
+
+def start_logger(settings: Settings) -> PredictionLogger:
+    """Start the background writer of served rows (prediction log and whylogs profiles)."""
+    logger = PredictionLogger(
+        LogSettings(
+            profiles_url=settings.store("profiles"),
+            predictions_url=settings.store("predictions"),
+            window_seconds=settings.profile_window_s,
+            flush_interval_s=settings.log_flush_s,
+        ),
+        model_name=settings.model_name,
+    )
+    logger.start()
+    return logger
+
+
+def output_frame(output: np.ndarray, manifest: dict[str, Any]) -> pd.DataFrame:
+    """Return model outputs as columns for logging: prediction and one probability per class."""
+    if manifest["task"] == "regression":
+        return pd.DataFrame({"prediction": np.asarray(output, dtype=np.float64)})
+    classes = manifest.get("classes") or list(range(output.shape[1]))
+    frame = pd.DataFrame(output, columns=[f"probability_{c}" for c in classes])
+    if manifest["task"] == "binary":
+        chosen = (output[:, 1] >= float(manifest.get("decision_threshold", 0.5))).astype(int)
+    else:
+        chosen = output.argmax(axis=1)
+    frame.insert(0, "prediction", [classes[i] for i in chosen])
+    return frame
