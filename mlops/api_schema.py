@@ -7,10 +7,12 @@ labels later. Strict contracts reject unknown fields.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic_core import to_json
 
 from mlops.contract import ColumnSpec, Contract
 
@@ -41,7 +43,8 @@ def _field(col: ColumnSpec, *, optional: bool = False) -> Any:
         kwargs["pattern"] = c.regex
     if col.dtype == "float":
         kwargs["allow_inf_nan"] = False
-    if col.dtype in ("int", "bool", "string") and col.checks.allowed is None:
+    # Strict: a JSON string or boolean is not a number (true would pass as 1.0); ints pass as float.
+    if col.dtype in ("float", "int", "bool", "string") and col.checks.allowed is None:
         kwargs["strict"] = True
     if optional or col.nullable:
         return Field(None, **kwargs)
@@ -101,26 +104,76 @@ def format_predictions(
     output: Any, manifest: dict[str, Any], ids: list[Any] | None = None
 ) -> list[Prediction]:
     """Turn a model output array into per-record predictions."""
+    return [Prediction(**p) for p in prediction_dicts(output, manifest, ids)]
+
+
+def prediction_dicts(
+    output: Any, manifest: dict[str, Any], ids: list[Any] | None = None
+) -> list[dict[str, Any]]:
+    """Return per-record predictions as plain dicts (the fields of `Prediction`, in order)."""
     classes = manifest.get("classes") or []
     ids = ids or [None] * len(output)
     if manifest["task"] == "regression":
         return [
-            Prediction(prediction=float(v), id=None if i is None else str(i))
+            {"prediction": float(v), "probabilities": None, "id": None if i is None else str(i)}
             for v, i in zip(output, ids, strict=True)
         ]
     threshold = float(manifest.get("decision_threshold", 0.5))
     labels = [str(c) for c in classes]
+    binary = manifest["task"] == "binary"
     rows = []
     for probs, record_id in zip(output.tolist(), ids, strict=True):
-        if manifest["task"] == "binary":
+        if binary:
             index = 1 if probs[1] >= threshold else 0
         else:
             index = max(range(len(probs)), key=probs.__getitem__)
         rows.append(
-            Prediction(
-                prediction=classes[index],
-                probabilities=dict(zip(labels, probs, strict=True)),
-                id=None if record_id is None else str(record_id),
-            )
+            {
+                "prediction": classes[index],
+                "probabilities": dict(zip(labels, probs, strict=True)),
+                "id": None if record_id is None else str(record_id),
+            }
         )
     return rows
+
+
+def render_response(
+    request_id: str,
+    model_version: str,
+    output: Any,
+    manifest: dict[str, Any],
+    ids: list[Any] | None = None,
+) -> bytes:
+    """Return the JSON body of a `PredictResponse`, byte for byte, without building the models."""
+    return to_json(
+        {
+            "request_id": request_id,
+            "model_version": model_version,
+            "predictions": prediction_dicts(output, manifest, ids),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class RecordColumns:
+    """The validated records of one request as columns of plain values: name -> one per record."""
+
+    values: dict[str, list[Any]]
+    rows: int
+
+    def __len__(self) -> int:
+        return self.rows
+
+    @classmethod
+    def from_records(cls, records: list[BaseModel], names: tuple[str, ...]) -> RecordColumns:
+        """Take the named fields of validated records (no `model_dump`: this is the hot path)."""
+        return cls({name: [getattr(r, name) for r in records] for name in names}, len(records))
+
+    @classmethod
+    def concat(cls, parts: list[RecordColumns]) -> RecordColumns:
+        """Join the columns of several requests, in order."""
+        if len(parts) == 1:
+            return parts[0]
+        names = parts[0].values.keys()
+        values = {name: [v for part in parts for v in part.values[name]] for name in names}
+        return cls(values, sum(part.rows for part in parts))

@@ -135,5 +135,37 @@ def status(
     console.print(table)
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000,
+) -> None:
+    """Serve the registry's champion with `bentoml serve` (hot-reloads on promotion)."""
+    import subprocess
+    import sys
+
+    from mlops.settings import REPO_ROOT
+
+    _quiet_telemetry()
+    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:PredictionService",
+               "--host", host, "--port", str(port)]  # fmt: skip
+    console.print(f"Serving {get_settings().model_name} on http://{host}:{port} (docs at /docs)")
+    raise typer.Exit(subprocess.call(command, cwd=REPO_ROOT))
+
+
+@app.command("build-bento")
+def build_bento(
+    version: Annotated[str, typer.Option(help="Registry version (or alias) to pin.")],
+    model_name: Annotated[str | None, typer.Option(help="Registry model name.")] = None,
+) -> None:
+    """Build a Bento that serves one registry version, pinned at build time."""
+    from mlops.packaging import build_pinned_bento
+
+    _quiet_telemetry()
+    settings = get_settings()
+    bento = build_pinned_bento(settings, model_name or settings.model_name, version)
+    console.print(f"Built Bento [bold]{bento}[/]; run it with `bentoml serve {bento}`")
+
+
 if __name__ == "__main__":
     app()

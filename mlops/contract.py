@@ -50,9 +50,17 @@ DTYPES = ("float", "int", "bool", "string", "datetime")
 TASKS = ("binary", "multiclass", "regression")
 TOP_KEYS = {"name", "description", "version", "strict", "custom_checks", "columns"}
 COLUMN_KEYS = {
-    "role", "dtype", "kind", "task", "classes", "nullable", "slice",
-    "description", "example", "checks",
-}  # fmt: skip
+    "role",
+    "dtype",
+    "kind",
+    "task",
+    "classes",
+    "nullable",
+    "slice",
+    "description",
+    "example",
+    "checks",
+}
 CHECK_KEYS = {"min", "max", "allowed", "regex", "unique"}
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
@@ -207,11 +215,14 @@ def parse_contract(doc: Any, *, source: str = "<dict>") -> Contract:
     if not isinstance(raw_cols, dict) or not raw_cols:
         raise ContractError(f"{where}: 'columns' must be a non-empty mapping of column names")
     columns = tuple(_parse_column(str(n), spec, where) for n, spec in raw_cols.items())
+    version = doc.get("version")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+        raise ContractError(f"{where}: 'version' must be an integer (got {version!r})")
     contract = Contract(
         name=name,
         columns=columns,
         description=str(doc.get("description", "")),
-        version=doc.get("version"),
+        version=version,
         strict=bool(doc.get("strict", True)),
         custom_checks=doc.get("custom_checks"),
         source=source,
@@ -242,8 +253,8 @@ def _parse_column(name: str, spec: Any, where: str) -> ColumnSpec:
     if not isinstance(checks, dict):
         raise ContractError(f"{where}: 'checks' must be a mapping")
     _reject_unknown(checks, CHECK_KEYS, f"{where}, checks")
-    allowed = checks.get("allowed")
-    classes = spec.get("classes")
+    allowed = _optional_list(checks, "allowed", f"{where}, checks")
+    classes = _optional_list(spec, "classes", where)
     return ColumnSpec(
         name=name,
         role=role,
@@ -256,13 +267,29 @@ def _parse_column(name: str, spec: Any, where: str) -> ColumnSpec:
         description=str(spec.get("description", "")),
         example=spec.get("example"),
         checks=Checks(
-            min=checks.get("min"),
-            max=checks.get("max"),
+            min=_optional_number(checks, "min", f"{where}, checks"),
+            max=_optional_number(checks, "max", f"{where}, checks"),
             allowed=tuple(allowed) if allowed is not None else None,
             regex=checks.get("regex"),
             unique=bool(checks.get("unique", False)),
         ),
     )
+
+
+def _optional_list(mapping: dict, key: str, where: str) -> list | None:
+    value = mapping.get(key)
+    if value is not None and not isinstance(value, list):
+        raise ContractError(f"{where}: {key!r} must be a list (got {value!r})")
+    return value
+
+
+def _optional_number(mapping: dict, key: str, where: str) -> float | None:
+    value = mapping.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ContractError(f"{where}: {key!r} must be a number (got {value!r})")
+    return float(value)  # so that `min: 0` and `min: 0.0` mean (and fingerprint) the same
 
 
 def _feature_kind(spec: dict, role: str, dtype: str, where: str) -> Any:
@@ -271,14 +298,14 @@ def _feature_kind(spec: dict, role: str, dtype: str, where: str) -> Any:
         if kind is not None:
             raise ContractError(f"{where}: 'kind' applies to features only (role is {role!r})")
         return None
+    if dtype == "datetime":
+        raise ContractError(f"{where}: a datetime column cannot be a feature; derive one")
     if kind is None:
         return "numeric" if dtype in ("float", "int") else "categorical"
     if kind not in ("numeric", "categorical"):
         raise ContractError(f"{where}: 'kind' must be numeric or categorical (got {kind!r})")
     if kind == "numeric" and dtype not in ("float", "int", "bool"):
         raise ContractError(f"{where}: 'kind: numeric' needs dtype float, int or bool")
-    if dtype == "datetime":
-        raise ContractError(f"{where}: a datetime column cannot be a feature; derive one")
     return kind
 
 
@@ -300,6 +327,8 @@ def _check_column(col: ColumnSpec, where: str) -> None:
     if col.role == "target":
         if col.task not in TASKS:
             raise ContractError(f"{where}: target needs 'task' ({', '.join(TASKS)})")
+        if col.dtype == "datetime":
+            raise ContractError(f"{where}: a target cannot have dtype datetime")
         if col.task == "regression" and col.dtype not in ("float", "int"):
             raise ContractError(f"{where}: a regression target needs dtype float or int")
         if col.task == "regression" and col.classes is not None:

@@ -7,6 +7,7 @@ missing values; the export puts the same lookup into the graph.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -101,6 +102,29 @@ def numeric_values(series: pd.Series) -> np.ndarray:
     return pd.to_numeric(series.astype("Float64"), errors="coerce").to_numpy(
         dtype=np.float32, na_value=np.nan
     )
+
+
+def category_strings(values: Sequence[Any]) -> list[str | None]:
+    """Render plain Python values (one column of API records) as `categorical_strings` does.
+
+    The request path of the service: no pandas, so a single record costs microseconds. Booleans
+    are true/false and missing values None whatever the other values of the column are.
+    """
+    return [_category_string(v) for v in values]
+
+
+def _category_string(value: Any) -> str | None:
+    if value is None or (value.__class__ is float and value != value):
+        return None
+    if value.__class__ is bool:
+        return "true" if value else "false"
+    return str(value)
+
+
+def numeric_array(values: Sequence[Any]) -> np.ndarray:
+    """Return plain Python numbers (None for missing, booleans as 0/1) as float32 with NaN."""
+    floats = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    return floats.astype(np.float32)  # via float64, like numeric_values
 
 
 def fit_preprocessor(

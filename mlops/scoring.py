@@ -10,7 +10,7 @@ import pandas as pd
 from mlops.contract import Contract
 from mlops.evaluate import compute_metrics
 from mlops.export import onnx_feed
-from mlops.verify import create_session, run_session
+from mlops.sessions import create_session, run_session
 
 
 class IncompatibleModelError(ValueError):

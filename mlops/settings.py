@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     profile_window_s: int = Field(300, ge=1, description="whylogs profile window of served rows.")
     log_flush_s: float = Field(10.0, gt=0, description="How often served rows are written out.")
     prefer_gpu: bool = Field(True, description="Use CUDA for onnxruntime when it really works.")
+    onnx_threads: int = Field(
+        1, ge=0, description="onnxruntime threads per model call (0: all cores); 1 wastes no CPU."
+    )
 
     def store(self, name: str) -> str:
         """Return the URL of store `name` (data, registry, profiles, reports, quarantine)."""

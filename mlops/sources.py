@@ -16,6 +16,7 @@ import fsspec
 import pandas as pd
 
 from mlops.contract import Contract
+from mlops.schema import normalize_timestamps
 
 EXTENSIONS = (".csv", ".csv.gz", ".parquet", ".pq")
 
@@ -111,30 +112,6 @@ def load_dataset(
         label_files=tuple(label_files),
         label_column=label_column,
     )
-
-
-def parse_timestamps(values: pd.Series) -> pd.Series:
-    """Parse timestamps to naive UTC (naive ones are taken as UTC); NaT where one does not parse."""
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values.dt.tz_convert("UTC").dt.tz_localize(None)
-    if pd.api.types.is_datetime64_dtype(values.dtype):
-        return values
-    if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
-        return pd.to_datetime(values, errors="coerce", utc=True).dt.tz_localize(None)
-    parsed = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
-    retry = parsed.isna() & values.notna()
-    if retry.any():  # formats other than ISO 8601, one value at a time (slower)
-        parsed[retry] = pd.to_datetime(values[retry], errors="coerce", utc=True, format="mixed")
-    return parsed.dt.tz_localize(None)
-
-
-def normalize_timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Return (column with parsed values where they parse and raw values elsewhere, parsed)."""
-    parsed = parse_timestamps(values)
-    unparsed = parsed.isna() & values.notna()
-    if not unparsed.any():
-        return parsed, parsed
-    return parsed.astype(object).where(~unparsed, values), parsed
 
 
 def _find(fs: Any, root: str, uri: str) -> list[str]:

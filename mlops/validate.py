@@ -16,11 +16,10 @@ import pandas as pd
 import pandera.pandas as pa
 
 from mlops.contract import Contract, ContractError
-from mlops.sources import normalize_timestamps, parse_timestamps
+from mlops.schema import parse_bool, parse_timestamps
 
 FAILURE_COLUMNS = ["column", "check", "failure_case", "row"]
 EXAMPLES = 3
-BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False}
 
 
 class ContractViolation(Exception):
@@ -52,15 +51,25 @@ class ValidationResult:
     def summary_rows(self) -> list[dict[str, Any]]:
         """Return one row per (column, check) and a totals row, for a table artifact."""
         rows = [
-            {"column": column, "check": check, "failures": len(group),
-             "rows": group["row"].nunique(), "examples": _examples(group)}
+            {
+                "column": column,
+                "check": check,
+                "failures": len(group),
+                "rows": group["row"].nunique(),
+                "examples": _examples(group),
+            }
             for (column, check), group in self.failures.groupby(["column", "check"], sort=False)
-        ]  # fmt: skip
+        ]
         total = f"{self.n_input} input = {self.n_valid} valid + {self.n_quarantined} quarantined"
         rows.append(
-            {"column": "(all)", "check": "total", "failures": len(self.failures),
-             "rows": self.n_quarantined, "examples": total}
-        )  # fmt: skip
+            {
+                "column": "(all)",
+                "check": "total",
+                "failures": len(self.failures),
+                "rows": self.n_quarantined,
+                "examples": total,
+            }
+        )
         return rows
 
     def check_threshold(self, max_failing_share: float = 0.05) -> None:
@@ -84,7 +93,7 @@ def validate_frame(
     """Validate `df` lazily, returning coerced valid rows and quarantined rows with reasons."""
     original = df.reset_index(drop=True)
     schema = contract.schema(with_target=with_target)
-    valid, failures = _quarantine_loop(schema, _prepare(original, contract), contract.name)
+    valid, failures = _quarantine_loop(schema, original, contract.name)
     custom = _custom_schema(contract, with_target)
     if custom is not None:
         valid, more = _quarantine_loop(custom, valid, contract.name)
@@ -101,7 +110,7 @@ def validate_frame(
 def write_quarantine(
     result: ValidationResult, store_url: str, *, batch: str, storage_options: dict | None = None
 ) -> str | None:
-    """Write quarantined rows to `<store_url>/<contract>/<batch>.parquet`; None if there are none."""
+    """Write quarantined rows to `<store_url>/<contract>/<batch>.parquet`; None if none."""
     if result.n_quarantined == 0:
         return None
     if not batch or "/" in batch or batch in (".", ".."):
@@ -112,40 +121,6 @@ def write_quarantine(
     with fs.open(path, "wb") as fh:
         result.quarantined.to_parquet(fh, index=False)
     return url
-
-
-def _prepare(frame: pd.DataFrame, contract: Contract) -> pd.DataFrame:
-    """Return a copy where values of mixed types are made uniform, or left raw if they do not parse.
-
-    Pandas coerces a column of mixed types (True and 1, 1 and "2") all at once or not at all;
-    parsing value by value first lets pandera point at the rows that really fail.
-    """
-    work = frame.copy()
-    for col in contract.columns:
-        values = work.get(col.name)
-        if values is None:
-            continue
-        if col.dtype == "datetime":
-            work[col.name], _ = normalize_timestamps(values)
-        elif pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-            continue
-        elif col.dtype == "bool":
-            work[col.name] = values.map(_as_bool, na_action="ignore")
-        elif col.dtype in ("int", "float"):
-            numbers = pd.to_numeric(values, errors="coerce")
-            unparsed = numbers.isna() & values.notna()
-            work[col.name] = (
-                numbers.astype(object).where(~unparsed, values) if unparsed.any() else numbers
-            )
-    return work
-
-
-def _as_bool(value: Any) -> Any:
-    if isinstance(value, str):
-        return BOOL_TEXT.get(value.strip().lower(), value)
-    if isinstance(value, bool | np.bool_ | int | float | np.number) and value in (0, 1):
-        return bool(value)
-    return value
 
 
 def _custom_schema(contract: Contract, with_target: bool) -> pa.DataFrameSchema | None:
@@ -167,6 +142,8 @@ def _quarantine_loop(
     """Drop failing rows until the rest validates; return (coerced rest, failures)."""
     found = [_empty_failures()]
     while True:
+        if frame.empty:  # an empty column of the wrong dtype does not coerce; an untyped one does
+            frame = frame.astype(object)
         try:
             return schema.validate(frame, lazy=True), pd.concat(found, ignore_index=True)
         except pa.errors.SchemaErrors as exc:
@@ -220,9 +197,13 @@ def _locate_in_column(
         values = frame.loc[mask, column]
         check = group.loc[coerce, "check"].iloc[0]
         new = pd.DataFrame(
-            {"column": column, "check": check, "failure_case": values.map(_case_text).tolist(),
-             "row": values.index.to_numpy(dtype="int64")}
-        )  # fmt: skip
+            {
+                "column": column,
+                "check": check,
+                "failure_case": values.map(_case_text).tolist(),
+                "row": values.index.to_numpy(dtype="int64"),
+            }
+        )
     skip = set(bad["row"]) | set(new["row"])
     if not skip:
         return None
@@ -237,9 +218,9 @@ def _uncoercible(values: pd.Series, dtype: Any) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(dtype):
         return present & parse_timestamps(values).isna()
     if pd.api.types.is_bool_dtype(dtype):
-        return present & ~values.isin([True, False])
+        return present & ~values.map(parse_bool, na_action="ignore").isin([True, False])
     if not pd.api.types.is_numeric_dtype(dtype):
-        return pd.Series(False, index=values.index)
+        return present & False
     numbers = pd.to_numeric(values, errors="coerce").astype("float64")
     bad = present & numbers.isna()
     if pd.api.types.is_integer_dtype(dtype):
@@ -252,10 +233,13 @@ def _tidy(cases: pd.DataFrame) -> pd.DataFrame:
     missing = cases["check"].eq("column_in_dataframe")
     column = cases["column"].where(~missing, cases["failure_case"])
     tidy = pd.DataFrame(
-        {"column": column.to_numpy(dtype=object), "check": cases["check"].astype(str).to_numpy(),
-         "failure_case": cases["failure_case"].map(_case_text).to_numpy(dtype=object),
-         "row": cases["index"].to_numpy(dtype=object)}
-    )  # fmt: skip
+        {
+            "column": column.to_numpy(dtype=object),
+            "check": cases["check"].astype(str).to_numpy(),
+            "failure_case": cases["failure_case"].map(_case_text).to_numpy(dtype=object),
+            "row": cases["index"].to_numpy(dtype=object),
+        }
+    )
     coerced = set(tidy.loc[tidy["check"].str.startswith("coerce_dtype"), "column"])
     # a value that does not coerce is also reported as a wrong dtype: keep one reason
     echo = tidy["check"].str.startswith("dtype(") & tidy["column"].isin(coerced)
@@ -264,14 +248,8 @@ def _tidy(cases: pd.DataFrame) -> pd.DataFrame:
 
 def _quarantine_frame(original: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFrame:
     """Return the failing rows as read, every value as text, with `_row` and `_reason`."""
-    lines = (
-        failures["column"].astype(str)
-        + ": "
-        + failures["check"]
-        + " ("
-        + failures["failure_case"].astype(str)
-        + ")"
-    )
+    parts = zip(failures["column"], failures["check"], failures["failure_case"], strict=True)
+    lines = pd.Series([f"{c}: {check} ({value})" for c, check, value in parts], dtype=object)
     reasons = lines.groupby(failures["row"].to_numpy(), sort=True).agg(
         lambda group: "; ".join(dict.fromkeys(group))
     )

@@ -10,43 +10,62 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
 from typing import Any
 
 import anyio.to_thread
 import pandas as pd
 
-RunBatch = Callable[[pd.DataFrame], tuple[Any, Any]]
+RunBatch = Callable[[Any], tuple[Any, Any]]
+Combine = Callable[[list[Any]], Any]
+
+
+def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Join request frames into one batch frame (the default `combine`)."""
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 @dataclass
 class _Pending:
-    frame: pd.DataFrame
+    frame: Sized  # one request's records: a frame, or anything `combine` joins
     future: asyncio.Future
 
 
 class MicroBatcher:
-    """Run `run_batch(frame) -> (outputs, context)` on concatenated request frames."""
+    """Run `run_batch(combine(parts)) -> (outputs, context)` on the parts of queued requests.
+
+    `combine` joins the parts (request frames by default); a request gets back its rows of the
+    outputs and the batch's context. Batches of at most `inline_rows` records run on the event
+    loop: for a tiny model call, the hop to a worker thread costs more than the call itself.
+    """
 
     def __init__(
-        self, run_batch: RunBatch, *, max_batch_size: int = 256, max_latency_ms: float = 5.0
+        self,
+        run_batch: RunBatch,
+        *,
+        max_batch_size: int = 256,
+        max_latency_ms: float = 5.0,
+        combine: Combine = concat_frames,
+        inline_rows: int = 0,
     ) -> None:
         self.run_batch = run_batch
+        self.combine = combine
         self.max_batch_size = max_batch_size
         self.max_latency_s = max_latency_ms / 1000
+        self.inline_rows = inline_rows
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task | None = None
         self.batches = 0
         self.records = 0
 
-    async def submit(self, frame: pd.DataFrame) -> tuple[Any, Any]:
+    async def submit(self, frame: Sized) -> tuple[Any, Any]:
         """Queue a request's records; return its slice of the outputs and the batch context."""
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._worker = asyncio.get_running_loop().create_task(self._work())
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(frame, future))
+        self._queue.put_nowait(_Pending(frame, future))
         return await future
 
     async def _work(self) -> None:
@@ -71,20 +90,22 @@ class MicroBatcher:
                     break
                 batch.append(item)
                 rows += len(item.frame)
-            await self._run(batch)
+            await self._run(batch, rows)
 
-    async def _run(self, batch: list[_Pending]) -> None:
-        frames = [p.frame for p in batch]
-        combined = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    async def _run(self, batch: list[_Pending], rows: int) -> None:
         try:
-            outputs, context = await anyio.to_thread.run_sync(self.run_batch, combined)
+            combined = self.combine([p.frame for p in batch])
+            if rows <= self.inline_rows:
+                outputs, context = self.run_batch(combined)
+            else:
+                outputs, context = await anyio.to_thread.run_sync(self.run_batch, combined)
         except Exception as exc:
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(exc)
             return
         self.batches += 1
-        self.records += len(combined)
+        self.records += rows
         start = 0
         for pending in batch:
             end = start + len(pending.frame)

@@ -71,7 +71,8 @@ class ModelKeeper:
                 if self.current is None:
                     self._swap(lambda: load_from_directory(
                         Path(self.settings.serve_model_dir or ""), self.settings.model_name,
-                        prefer_gpu=self.settings.prefer_gpu))  # fmt: skip
+                        prefer_gpu=self.settings.prefer_gpu,
+                        intra_op_threads=self.settings.onnx_threads))  # fmt: skip
                 return self.status()
             target = self.target_version()
             served = self.current.version if self.current else None
@@ -79,7 +80,8 @@ class ModelKeeper:
                 return {**self.status(), "changed": False}
             self._swap(lambda: load_from_registry(
                 self.registry, self.settings.model_name, target,
-                prefer_gpu=self.settings.prefer_gpu))  # fmt: skip
+                prefer_gpu=self.settings.prefer_gpu,
+                intra_op_threads=self.settings.onnx_threads))  # fmt: skip
             return {**self.status(), "changed": self.current is not None
                     and self.current.version == target}  # fmt: skip
 

@@ -12,27 +12,38 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 import bentoml
-import pandas as pd
 from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse
-from pydantic import Field
+from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from mlops.api_schema import PredictResponse, build_record_model, format_predictions
+from mlops.api_schema import PredictResponse, RecordColumns, build_record_model, render_response
 from mlops.contract import load_contract
 from mlops.inference import LoadedModel
 from mlops.settings import get_settings
 from serving.batching import MicroBatcher
 from serving.observability import RejectionCounter, service_metrics
-from serving.runtime import ModelKeeper, output_frame, start_logger
+from serving.runtime import ModelKeeper, start_logger
+from serving.served_log import ServedLog
 
 for _key, _value in (("BENTOML_DO_NOT_TRACK", "true"), ("WHYLOGS_NO_ANALYTICS", "1")):
     os.environ.setdefault(_key, _value)
 
+
+class ServiceArgs(BaseModel):
+    """Bento arguments: `mlops build-bento` pins one model version into the Bento."""
+
+    model_tag: str | None = None
+    contract: str | None = None  # relative to the Bento's source folder
+
+
+ARGS = bentoml.use_arguments(ServiceArgs)
 SETTINGS = get_settings()
-CONTRACT = load_contract(SETTINGS.contract)
+CONTRACT = load_contract(ARGS.contract or SETTINGS.contract)
 Record = build_record_model(CONTRACT)
 Records = Annotated[list[Record], Field(min_length=1, max_length=SETTINGS.max_records)]  # type: ignore[valid-type]
+FIELDS = tuple(Record.model_fields)
+INLINE_ROWS = 64  # a model call on this many records takes ~0.1 ms: less than a thread hop
 admin = FastAPI(title="mlops admin")
 
 
@@ -40,16 +51,25 @@ admin = FastAPI(title="mlops admin")
 class PredictionService:
     """Serve the registry's champion (or a pinned version) with logging and hot reload."""
 
+    # A class attribute, so that `bentoml build` packages the pinned model into the Bento.
+    pinned = bentoml.models.BentoModel(ARGS.model_tag) if ARGS.model_tag else None
+
     def __init__(self) -> None:
         self.settings = get_settings()
+        if self.pinned is not None:
+            pinned_dir = str(self.pinned.path)  # the descriptor resolves to the stored model
+            self.settings = self.settings.model_copy(update={"serve_model_dir": pinned_dir})
         self.metrics = service_metrics()
         self.keeper = ModelKeeper(self.settings, self.metrics)
         self.keeper.start()
         self.logger = start_logger(self.settings)
+        self.served_log = ServedLog(self.logger, self.metrics)
         self.batcher = MicroBatcher(
             self._run_batch,
             max_batch_size=self.settings.max_batch_size,
             max_latency_ms=self.settings.max_latency_ms,
+            combine=RecordColumns.concat,
+            inline_rows=INLINE_ROWS,
         )
 
     def __is_ready__(self) -> bool:
@@ -61,42 +81,33 @@ class PredictionService:
         denied = _check_token(ctx.request.headers.get("authorization"), self.settings.api_token)
         if denied is not None:
             self.metrics.rejected.labels(reason="unauthorized").inc()
+            ctx.response.status_code = denied.status_code  # BentoML applies ctx's status, not ours
             return denied  # type: ignore[return-value]
         if self.keeper.current is None:
+            ctx.response.status_code = 503
             return JSONResponse({"error": "no model loaded yet"}, status_code=503)  # type: ignore[return-value]
-        frame = pd.DataFrame([r.model_dump() for r in records])
+        rows = RecordColumns.from_records(records, FIELDS)
         if self.settings.batching:
-            output, model = await self.batcher.submit(frame)
+            output, model = await self.batcher.submit(rows)
+        elif len(rows) <= INLINE_ROWS:
+            output, model = self._run_batch(rows)
         else:
-            output, model = await anyio.to_thread.run_sync(self._run_batch, frame)
+            output, model = await anyio.to_thread.run_sync(self._run_batch, rows)
         request_id = uuid.uuid4().hex
-        ids = frame[CONTRACT.id_column].tolist() if CONTRACT.id_column else None
-        self._observe(request_id, model, frame, output)
-        return PredictResponse(
-            request_id=request_id,
-            model_version=model.version,
-            predictions=format_predictions(output, model.manifest, ids),
-        )
+        ids = rows.values[CONTRACT.id_column] if CONTRACT.id_column else None
+        self.served_log.add(request_id, model, rows, output)
+        body = render_response(request_id, model.version, output, model.manifest, ids)
+        return Response(body, media_type="application/json")  # type: ignore[return-value]
 
-    def _run_batch(self, frame: pd.DataFrame) -> tuple[Any, LoadedModel]:
+    def _run_batch(self, rows: RecordColumns) -> tuple[Any, LoadedModel]:
+        """Predict one batch with the model served now; count its records and unseen values."""
         model = self.keeper.current
         assert model is not None
-        return model.predict(frame), model
-
-    def _observe(self, request_id: str, model: LoadedModel, frame: pd.DataFrame, output: Any) -> None:
-        self.metrics.predictions.labels(version=model.version).inc(len(frame))
-        for feature, count in model.count_unseen(frame).items():
+        output, unseen = model.predict_values(rows.values)
+        self.metrics.predictions.labels(version=model.version).inc(len(rows))
+        for feature, count in unseen.items():
             self.metrics.oov.labels(feature=feature).inc(count)
-        try:
-            self.logger.record(
-                request_id=request_id,
-                model_version=model.version,
-                features=frame,
-                outputs=output_frame(output, model.manifest),
-            )
-        except Exception:  # logging never fails a response
-            self.metrics.log_failures.inc()
-        self.metrics.observe_logger(self.logger.stats)
+        return output, model
 
     @admin.get("/model")
     def model_info(self) -> JSONResponse:
@@ -119,10 +130,13 @@ class PredictionService:
     def shutdown(self) -> None:
         """Stop watching the registry and flush the prediction log."""
         self.keeper.stop()
+        self.served_log.drain()
         self.logger.stop()
 
 
-def _check_token(header: str | None, token: str | None, *, required: bool = False) -> Response | None:
+def _check_token(
+    header: str | None, token: str | None, *, required: bool = False
+) -> Response | None:
     if token is None:
         if required:
             return JSONResponse(

@@ -65,8 +65,13 @@ def test_train_model_registers_a_champion_whose_onnx_reproduces_its_holdout_metr
         assert scored[metric] == pytest.approx(value, abs=1e-3), metric
 
     keys = _artifact_keys(manifest["flow_run_id"])
-    assert {"data-validation", "holdout-metrics", "slice-metrics", "model-card",
-            "gate-decision"} <= keys  # fmt: skip
+    assert {
+        "data-validation",
+        "holdout-metrics",
+        "slice-metrics",
+        "model-card",
+        "gate-decision",
+    } <= keys
 
     # A second run on the same data is gated against v1 on the same holdout.
     again = train_model_flow(training=FAST, gate=GateSpec(max_regression=0.0))
@@ -80,16 +85,18 @@ def _penguins(n: int, rng: np.random.Generator) -> pd.DataFrame:
     bill = np.select([species == "Adelie", species == "Chinstrap"], [38.8, 48.8], 47.5)
     flipper = np.select([species == "Adelie", species == "Chinstrap"], [190, 196], 217)
     island = np.where(species == "Gentoo", "Biscoe", rng.choice(["Dream", "Torgersen"], size=n))
-    frame = pd.DataFrame({
-        "tag": [f"P{i:04d}" for i in range(n)],
-        "observed_at": pd.Timestamp("2025-06-01") + pd.to_timedelta(np.arange(n), unit="h"),
-        "bill_length_mm": np.clip(bill + rng.normal(0, 2.5, n), 30, 60).round(1),
-        "flipper_length_mm": np.clip(flipper + rng.normal(0, 6, n), 170, 240).round(),
-        "island": island,
-        "banded": rng.random(n) < 0.5,
-        "species": species,
-        "colour_notes": "n/a",  # a column the contract does not know
-    })  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "tag": [f"P{i:04d}" for i in range(n)],
+            "observed_at": pd.Timestamp("2025-06-01") + pd.to_timedelta(np.arange(n), unit="h"),
+            "bill_length_mm": np.clip(bill + rng.normal(0, 2.5, n), 30, 60).round(1),
+            "flipper_length_mm": np.clip(flipper + rng.normal(0, 6, n), 170, 240).round(),
+            "island": island,
+            "banded": rng.random(n) < 0.5,
+            "species": species,
+            "colour_notes": "n/a",  # a column the contract does not know
+        }
+    )
     frame = frame.astype({"flipper_length_mm": "Int64"})
     frame.loc[rng.random(n) < 0.05, "flipper_length_mm"] = pd.NA
     return frame
@@ -116,8 +123,11 @@ def test_train_model_trains_on_a_second_contract_from_csv_with_bad_rows_quaranti
     assert result["metrics"]["macro_f1"] > 0.8
     champion = Registry(f"{mlops_home}/registry").get("penguins", "champion")
     assert [i["name"] for i in champion.manifest["inputs"]] == [
-        "bill_length_mm", "flipper_length_mm", "island", "banded",
-    ]  # fmt: skip
+        "bill_length_mm",
+        "flipper_length_mm",
+        "island",
+        "banded",
+    ]
     quarantine = list(Path(mlops_home, "data", "quarantine", "penguins").glob("*.parquet"))
     quarantined = pd.read_parquet(quarantine[0])
     assert sorted(quarantined["tag"]) == ["P0010", "P0020"]
@@ -133,8 +143,14 @@ def test_train_model_handles_regression_without_timestamp_or_id(
     rooms = rng.integers(1, 7, n)
     city = rng.choice(["Lyon", "Paris", "Nantes"], n)
     base = np.select([city == "Paris", city == "Lyon"], [9000, 5000], 3500)
-    frame = pd.DataFrame({"area_m2": area, "rooms": rooms, "city": city,
-                          "price": area * base + rooms * 8000 + rng.normal(0, 20000, n)})  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "area_m2": area,
+            "rooms": rooms,
+            "city": city,
+            "price": area * base + rooms * 8000 + rng.normal(0, 20000, n),
+        }
+    )
     path = tmp_path / "houses.parquet"
     frame.to_parquet(path)
 

@@ -3,52 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import pandas as pd
 import pytest
+from serving_support import MODEL, open_client, register_trained, simulated_rows
 
-from mlops.card import build_manifest, render_model_card
-from mlops.contract import Contract, load_contract
-from mlops.export import export_onnx
-from mlops.profile import profile_frame, profile_to_bytes
-from mlops.registry import ModelVersion, Registry
+from mlops.contract import load_contract
+from mlops.registry import Registry
 from mlops.settings import DEFAULT_CONTRACT
-from mlops.simulate import SimulationConfig, generate_day
-from mlops.train import TrainParams, split_by_time, train_model
-from mlops.verify import verify_export
 
-MODEL = "card-fraud"
-
-
-def simulated_rows(days: int = 8, rows_per_day: int = 1000, seed: int = 11) -> pd.DataFrame:
-    """Return labelled simulator rows (features, id, timestamp and target)."""
-    config = SimulationConfig(days=days, rows_per_day=rows_per_day, scenario="stable", seed=seed)
-    frames = []
-    for day in range(days):
-        features, labels = generate_day(config, day)
-        frames.append(features.merge(labels[["transaction_id", "is_fraud"]], on="transaction_id"))
-    return pd.concat(frames, ignore_index=True)
-
-
-def register_trained(
-    registry: Registry, contract: Contract, rows: pd.DataFrame, workdir: Path, *, seed: int
-) -> ModelVersion:
-    """Train a small model, export, verify and register it (no promotion)."""
-    splits = split_by_time(rows)
-    model = train_model(splits, contract, TrainParams(max_epochs=2, seed=seed))
-    path = export_onnx(model, contract, workdir / f"model-{seed}.onnx")
-    report = verify_export(path, model, contract, splits.holdout)
-    manifest = build_manifest(
-        model=model, contract=contract, data={"uri": "test"}, metrics={}, slice_metrics=[],
-        verification=report.to_dict(), flow_run_id=None,
-    )  # fmt: skip
-    reference = profile_to_bytes(profile_frame(splits.train[list(contract.feature_names)]))
-    return registry.register(
-        MODEL, onnx_path=path, manifest=manifest, reference_profile=reference,
-        model_card=render_model_card(manifest),
-    )  # fmt: skip
+__all__ = ["MODEL", "register_trained", "simulated_rows"]  # helpers other scripts import from here
 
 
 @pytest.fixture(scope="session")
@@ -73,16 +40,23 @@ def service_env(serving_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("MLOPS_RELOAD_INTERVAL_S", "0.2")
     monkeypatch.setenv("MLOPS_LOG_FLUSH_S", "0.2")
     monkeypatch.setenv("MLOPS_ADMIN_TOKEN", "admin-secret")
+    monkeypatch.setenv("MLOPS_PREFER_GPU", "false")  # the same answers on machines with a GPU
+    for name in ("MLOPS_API_TOKEN", "MLOPS_SERVE_REF", "MLOPS_SERVE_MODEL_DIR"):
+        monkeypatch.delenv(name, raising=False)
     return tmp_path / "home"
 
 
 @pytest.fixture
-def client(service_env: Path) -> Iterator[object]:
+def client(service_env: Path) -> Iterator[Any]:
     """An in-process client of the service (lifespan run: model loaded, logger started)."""
-    from starlette.testclient import TestClient
-
-    from serving.service import PredictionService
-
-    with TestClient(PredictionService.to_asgi()) as test_client:
+    with open_client() as test_client:
         yield test_client
     assert os.environ["MLOPS_HOME"] == str(service_env)
+
+
+@pytest.fixture
+def registry_copy(serving_home: Path, tmp_path: Path) -> Registry:
+    """A private copy of the fixture registry, for tests that move aliases or add versions."""
+    root = tmp_path / "registry"
+    shutil.copytree(serving_home / "registry", root)
+    return Registry(str(root))

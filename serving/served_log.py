@@ -1,0 +1,100 @@
+"""Hand served requests to the prediction logger in groups, after their answers are sent.
+
+Building pandas frames for one request costs more than serving it, so the service only notes what
+it served (a list append) and the event loop turns the notes of many requests into frames at once,
+shortly after: one frame per group, then one `PredictionLogger.record` per request on slices of
+it. Each request keeps its own request id and the time it was served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops.api_schema import RecordColumns
+from mlops.inference import LoadedModel
+from mlops.prediction_log import PredictionLogger, utc_now
+from serving.runtime import output_frame
+
+
+@dataclass(frozen=True)
+class _Served:
+    request_id: str
+    model: LoadedModel
+    received_at: datetime
+    rows: RecordColumns
+    output: np.ndarray
+
+
+class ServedLog:
+    """Queue served requests on the event loop; record them `delay_s` later, or at `max_rows`."""
+
+    def __init__(
+        self, logger: PredictionLogger, metrics: Any, *, delay_s: float = 0.02, max_rows: int = 4096
+    ) -> None:
+        self.logger = logger
+        self.metrics = metrics
+        self.delay_s = delay_s
+        self.max_rows = max_rows
+        self._pending: list[_Served] = []
+        self._rows = 0
+        self._lock = threading.Lock()  # drain() may also run from the shutdown hook
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, request_id: str, model: LoadedModel, rows: RecordColumns, output: Any) -> None:
+        """Note one served request (call on the event loop; no pandas, no I/O)."""
+        with self._lock:
+            self._pending.append(_Served(request_id, model, utc_now(), rows, output))
+            self._rows += len(rows)
+            full = self._rows >= self.max_rows
+        loop = asyncio.get_running_loop()
+        if full:
+            loop.call_soon(self.drain)
+        elif self._timer is None:
+            self._timer = loop.call_later(self.delay_s, self.drain)
+
+    def drain(self) -> None:
+        """Record every noted request now; never raise."""
+        with self._lock:
+            pending, self._pending, self._rows = self._pending, [], 0
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        start = 0
+        while start < len(pending):  # runs of one model version share their frames
+            end = start + 1
+            while end < len(pending) and pending[end].model is pending[start].model:
+                end += 1
+            self._record(pending[start:end])
+            start = end
+        if pending:
+            self.metrics.observe_logger(self.logger.stats)
+
+    def _record(self, group: list[_Served]) -> None:
+        try:
+            model = group[0].model
+            features = pd.DataFrame(RecordColumns.concat([s.rows for s in group]).values)
+            outputs = output_frame(np.concatenate([s.output for s in group]), model.manifest)
+        except Exception:  # logging never fails a response
+            self.metrics.log_failures.inc(len(group))
+            return
+        start = 0
+        for served in group:
+            end = start + len(served.rows)
+            try:
+                self.logger.record(
+                    request_id=served.request_id,
+                    model_version=model.version,
+                    features=features.iloc[start:end],
+                    outputs=outputs.iloc[start:end],
+                    received_at=served.received_at,
+                )
+            except Exception:
+                self.metrics.log_failures.inc()
+            start = end
