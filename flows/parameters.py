@@ -57,3 +57,29 @@ class GateSpec(BaseModel):
         0.005, ge=0, description="How much worse than the champion it may be, in metric units."
     )
     promote: bool = Field(True, description="Promote when the gate passes (else only register).")
+
+
+class MonitorWindow(BaseModel):
+    """Which served traffic to look at (by time served)."""
+
+    start: datetime | None = Field(None, description="Window start (default: end - minutes).")
+    end: datetime | None = Field(None, description="Window end, exclusive (default: now).")
+    minutes: int = Field(60, ge=1, description="Window length when start is not given.")
+
+
+class MonitorThresholds(BaseModel):
+    """When drift or a performance drop warrants retraining."""
+
+    drift_share: float = Field(
+        0.15, gt=0, le=1, description="Share of features that must drift (0.15 = 2 of 11)."
+    )
+    consecutive_windows: int = Field(2, ge=1, description="Windows in a row that must drift.")
+    max_metric_drop: float = Field(
+        0.05, ge=0, description="Allowed fall of the live metric below the champion's holdout."
+    )
+    min_labelled_rows: int = Field(500, ge=0, description="Labelled rows needed to judge.")
+    min_new_rows: int = Field(1000, ge=0, description="New rows needed since the last training.")
+    cooldown_hours: float = Field(24.0, ge=0, description="No retrain this soon after the last.")
+    performance_lookback_hours: float = Field(
+        72.0, gt=0, description="How far back served rows are joined with arrived labels."
+    )

@@ -10,13 +10,14 @@ background thread (or an explicit ``flush``) does the I/O. Layout::
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import socket
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -104,7 +105,11 @@ class FlushReport:
 
 @dataclass
 class _Chunk:
-    """Rows of one record() call: one version and one received_at, hence one date and window."""
+    """Rows of one version and one date and window: one record() call, or several requests.
+
+    Rows of several requests (record_requests) carry their own request ids and times in
+    `row_ids` and `row_times`; `request_id` and `received_at` are then those of the first.
+    """
 
     request_id: str
     version: str
@@ -112,9 +117,21 @@ class _Chunk:
     features: pd.DataFrame
     outputs: pd.DataFrame
     profiled: bool = False
+    row_ids: np.ndarray | None = None
+    row_times: pd.DatetimeIndex | None = None
 
     def __len__(self) -> int:
         return len(self.features)
+
+    def request_ids(self) -> np.ndarray:
+        """Return the request id of every row."""
+        return np.repeat(self.request_id, len(self)) if self.row_ids is None else self.row_ids
+
+    def times(self) -> pd.DatetimeIndex:
+        """Return the received_at of every row (UTC)."""
+        if self.row_times is None:
+            return pd.DatetimeIndex([self.received_at]).repeat(len(self))
+        return self.row_times
 
 
 @dataclass
@@ -186,6 +203,54 @@ class PredictionLogger:
             self._buffer.append(chunk)
             self._bump(rows_recorded=len(chunk), buffered_rows=len(chunk))
             self._trim_buffer()
+
+    def record_requests(
+        self,
+        *,
+        requests: Sequence[tuple[str, datetime, int]],
+        model_version: str,
+        features: pd.DataFrame,
+        outputs: pd.DataFrame,
+    ) -> None:
+        """Buffer the rows of several requests at once, as one `record` per request would.
+
+        `requests` holds (request_id, received_at, number of rows) of each request, in row order.
+        The log and profiles get the same rows; the cost per request is a small fraction of
+        `record`'s, here and at the next flush. No I/O, never raises.
+        """
+        try:
+            sizes = [size for _, _, size in requests]
+            if sum(sizes) != len(features):
+                raise ValueError(f"the requests hold {sum(sizes)} rows, features {len(features)}")
+            ids = np.repeat([rid for rid, _, _ in requests], sizes)
+            times = pd.to_datetime([at for _, at, _ in requests], utc=True).repeat(sizes)
+            chunks = []
+            for start, end in self._runs(times):
+                chunk = _Chunk(
+                    str(ids[start]), model_version, times[start].to_pydatetime(),
+                    features.iloc[start:end], outputs.iloc[start:end],
+                    row_ids=ids[start:end], row_times=times[start:end],
+                )  # fmt: skip
+                _check_chunk(chunk)
+                chunks.append(chunk)
+        except Exception as exc:
+            rows = len(features) if isinstance(features, pd.DataFrame) else 0
+            self._count(rejected_rows=rows, error=f"record rejected: {exc}")
+            return
+        with self._lock:
+            for chunk in chunks:
+                self._buffer.append(chunk)
+                self._bump(rows_recorded=len(chunk), buffered_rows=len(chunk))
+            self._trim_buffer()
+
+    def _runs(self, times: pd.DatetimeIndex) -> list[tuple[int, int]]:
+        """Split rows (in time order) into runs of one date and one profile window."""
+        seconds = times.as_unit("ns").asi8 // 10**9
+        window = seconds - seconds % self.settings.window_seconds
+        day = seconds - seconds % 86400
+        breaks = np.flatnonzero((np.diff(window) != 0) | (np.diff(day) != 0)) + 1
+        bounds = [0, *breaks.tolist(), len(times)]
+        return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
     def flush(self) -> FlushReport:
         """Write what is buffered; keep what could not be written for the next try; never raise."""
@@ -344,6 +409,8 @@ class PredictionLogger:
                 self._buffer.popleft()
             else:
                 head.features, head.outputs = head.features.iloc[drop:], head.outputs.iloc[drop:]
+                if head.row_ids is not None and head.row_times is not None:
+                    head.row_ids, head.row_times = head.row_ids[drop:], head.row_times[drop:]
             self._bump(dropped_rows=drop, buffered_rows=-drop)
             excess -= drop
 
@@ -466,6 +533,10 @@ def _join_rows(chunks: list[_Chunk], *, with_meta: bool) -> pd.DataFrame:
             "received_at": pd.DatetimeIndex([c.received_at for c in chunks]).repeat(sizes),
             "model_version": np.repeat([c.version for c in chunks], sizes),
         }
+        if any(c.row_ids is not None for c in chunks):  # chunks of several requests
+            meta["request_id"] = np.concatenate([c.request_ids() for c in chunks])
+            times = [c.times() for c in chunks]
+            meta["received_at"] = times[0].append(times[1:]) if len(times) > 1 else times[0]
         parts.insert(0, pd.DataFrame(meta, index=parts[0].index))
     return pd.concat(parts, axis=1)
 

@@ -8,7 +8,8 @@ off. whylogs is imported lazily, so importing this module stays cheap.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import reduce
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -108,3 +109,126 @@ def _numeric_column(raw: pd.DataFrame, name: str) -> pd.Series:
     if name not in raw.columns:
         return pd.Series(0.0, index=raw.index)
     return pd.to_numeric(raw[name], errors="coerce").fillna(0.0)
+
+
+def drift_report_html(target: ProfileView, reference: ProfileView) -> str:
+    """Render whylogs' HTML summary drift report of a target profile against a reference."""
+    _whylogs()
+    from whylogs.viz import NotebookProfileVisualizer
+
+    viz = NotebookProfileVisualizer()
+    viz.set_profiles(target_profile_view=target, reference_profile_view=reference)
+    body = str(getattr(viz.summary_drift_report(height="100vh"), "data", ""))
+    # whylogs returns a notebook snippet (an iframe with srcdoc): wrap it as a standalone page.
+    return (
+        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Drift report</title></head>'
+        f'<body style="margin:0">{body}</body></html>'
+    )
+
+
+@dataclass(frozen=True)
+class ColumnCounts:
+    """How many values a profiled column saw, and how many of them were null (None or NaN)."""
+
+    n: int
+    null: int
+
+    @property
+    def non_null(self) -> int:
+        return self.n - self.null
+
+
+@dataclass(frozen=True)
+class FrequentItems:
+    """A column's most frequent values (as strings) with their estimated counts.
+
+    `complete` is True when the sketch saw few enough distinct values to count every one exactly:
+    a value missing from a complete list did not occur at all.
+    """
+
+    counts: dict[str, float]
+    complete: bool
+
+
+class Distribution:
+    """A column's numeric distribution (a whylogs KLL sketch) behind a whylogs-free interface."""
+
+    def __init__(self, sketch: Any) -> None:
+        self._sketch = sketch
+
+    @property
+    def n(self) -> int:
+        return int(self._sketch.get_n())
+
+    @property
+    def minimum(self) -> float:
+        return float(self._sketch.get_min_value())
+
+    @property
+    def maximum(self) -> float:
+        return float(self._sketch.get_max_value())
+
+    def quantiles(self, fractions: Sequence[float]) -> list[float]:
+        """Return the estimated values at the given fractions (0 to 1) of the distribution."""
+        return [float(q) for q in self._sketch.get_quantiles(list(fractions))]
+
+    def pmf(self, split_points: Sequence[float]) -> list[float]:
+        """Return the estimated share of values in each bin delimited by increasing split points."""
+        return [float(p) for p in self._sketch.get_pmf(list(split_points))]
+
+
+def profile_columns(view: ProfileView) -> list[str]:
+    """Return the names of the columns a profile holds."""
+    return list(view.get_columns())
+
+
+def column_counts(view: ProfileView, column: str) -> ColumnCounts | None:
+    """Return a column's row and null counts, or None when the profile lacks the column."""
+    metric = _metric(view, column, "counts")
+    if metric is None:
+        return None
+    return ColumnCounts(n=int(metric.n.value), null=int(metric.null.value))
+
+
+def column_frequent_items(view: ProfileView, column: str) -> FrequentItems | None:
+    """Return a column's frequent values, or None when the profile does not track them."""
+    metric = _metric(view, column, "frequent_items")
+    if metric is None:
+        return None
+    items = metric.to_summary_dict()["frequent_strings"]
+    counts = {str(item.value): float(item.est) for item in items}
+    counted = _metric(view, column, "counts")
+    seen = 0 if counted is None else int(counted.n.value) - int(counted.null.value)
+    exact = all(item.lower == item.upper for item in items)
+    return FrequentItems(counts=counts, complete=exact and sum(counts.values()) == seen)
+
+
+def column_distribution(view: ProfileView, column: str) -> Distribution | None:
+    """Return a column's numeric distribution, or None when it holds no numbers."""
+    metric = _metric(view, column, "distribution")
+    if metric is None or metric.kll.value.is_empty():
+        return None
+    return Distribution(metric.kll.value)
+
+
+def ks_test(target: ProfileView, reference: ProfileView, column: str) -> tuple[float, float] | None:
+    """Return whylogs' sketch-based Kolmogorov-Smirnov statistic and p-value for one column.
+
+    None when either side has no numeric values in the column.
+    """
+    _whylogs()
+    from whylogs.viz.drift.column_drift_algorithms import KS
+
+    target_column, reference_column = target.get_column(column), reference.get_column(column)
+    if target_column is None or reference_column is None:
+        return None
+    score = KS().calculate(target_column, reference_column)
+    if score is None:
+        return None
+    return float(score.statistic), float(score.pvalue)
+
+
+def _metric(view: ProfileView, column: str, name: str) -> Any:
+    """Return one whylogs metric of a column, or None when the column or metric is missing."""
+    column_view = view.get_column(column)
+    return None if column_view is None else column_view.get_metric(name)

@@ -111,6 +111,22 @@ def normalize_timestamps(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     return parsed.astype(object).where(~unparsed, values[unparsed].map(str)), parsed
 
 
+def uncoercible(values: pd.Series, dtype: Any) -> pd.Series:
+    """Return which values cannot become the pandas `dtype`, judged value by value."""
+    present = values.notna()
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return present & parse_timestamps(values).isna()
+    if pd.api.types.is_bool_dtype(dtype):
+        return present & ~values.map(parse_bool, na_action="ignore").isin([True, False])
+    if not pd.api.types.is_numeric_dtype(dtype):
+        return present & False
+    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+    bad = present & numbers.isna()
+    if pd.api.types.is_integer_dtype(dtype):
+        bad |= present & ~(np.isfinite(numbers) & (numbers % 1 == 0)).fillna(False)
+    return bad
+
+
 def _parsers(col: ColumnSpec) -> list[pa.Parser]:
     # pandas coerces a column of mixed types (True and 1, 1 and "2") all at once or not at all;
     # parsing value by value first lets validation point at the rows that really fail

@@ -53,6 +53,28 @@ class Settings(BaseSettings):
     onnx_threads: int = Field(
         1, ge=0, description="onnxruntime threads per model call (0: all cores); 1 wastes no CPU."
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        description="Service worker processes. Each reloads on its own, so during a switch "
+        "requests may alternate between the old and new version.",
+    )
+
+    # Promotion and batch scoring
+    serving_url: str | None = Field(
+        None,
+        description="Base URL of the prediction service; promote-model and rollback-model POST "
+        "its /admin/reload (with MLOPS_ADMIN_TOKEN) so the switch is immediate. Unset: serving "
+        "picks the new champion up on its next registry poll.",
+    )
+    dask_address: str | None = Field(
+        None,
+        description="Dask scheduler address (tcp://host:8786) score-batch runs on; unset: a "
+        "temporary local cluster.",
+    )
+    dask_workers: int = Field(
+        0, ge=0, description="Worker processes of the local Dask cluster (0: one per CPU core)."
+    )
 
     def store(self, name: str) -> str:
         """Return the URL of store `name` (data, registry, profiles, reports, quarantine)."""

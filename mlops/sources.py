@@ -91,7 +91,11 @@ def load_dataset(
     window: Window | None = None,
     storage_options: dict | None = None,
 ) -> LoadedData:
-    """Read the contract's columns from `uri`, join labels, order by time and apply the window."""
+    """Read the contract's columns from `uri`, join labels, order by time and apply the window.
+
+    With `labels_uri`, the target comes from those files (joined on the id column, the last label
+    of an id wins) and replaces any target column of the data files.
+    """
     text = [c.name for c in contract.columns if c.dtype == "string"]
     raw, files = read_frame(uri, storage_options=storage_options, string_columns=text)
     label_files: list[str] = []

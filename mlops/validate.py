@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import fsspec
-import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
 from mlops.contract import Contract, ContractError
-from mlops.schema import parse_bool, parse_timestamps
+from mlops.schema import uncoercible
 
 FAILURE_COLUMNS = ["column", "check", "failure_case", "row"]
 EXAMPLES = 3
+ROW = "(row)"  # the column of failures of checks on whole rows
 
 
 class ContractViolation(Exception):
@@ -51,25 +51,11 @@ class ValidationResult:
     def summary_rows(self) -> list[dict[str, Any]]:
         """Return one row per (column, check) and a totals row, for a table artifact."""
         rows = [
-            {
-                "column": column,
-                "check": check,
-                "failures": len(group),
-                "rows": group["row"].nunique(),
-                "examples": _examples(group),
-            }
+            _summary_row(column, check, len(group), group["row"].nunique(), _examples(group))
             for (column, check), group in self.failures.groupby(["column", "check"], sort=False)
         ]
         total = f"{self.n_input} input = {self.n_valid} valid + {self.n_quarantined} quarantined"
-        rows.append(
-            {
-                "column": "(all)",
-                "check": "total",
-                "failures": len(self.failures),
-                "rows": self.n_quarantined,
-                "examples": total,
-            }
-        )
+        rows.append(_summary_row("(all)", "total", len(self.failures), self.n_quarantined, total))
         return rows
 
     def check_threshold(self, max_failing_share: float = 0.05) -> None:
@@ -192,18 +178,12 @@ def _locate_in_column(
     bad = indexed[(indexed["column"] == column) & indexed["check"].str.startswith("coerce_dtype")]
     new = _empty_failures()
     if coerce.any():
-        mask = _uncoercible(frame[column], schema.columns[column].dtype.type)
+        mask = uncoercible(frame[column], schema.columns[column].dtype.type)
         mask &= ~frame.index.isin(bad["row"])
         values = frame.loc[mask, column]
         check = group.loc[coerce, "check"].iloc[0]
-        new = pd.DataFrame(
-            {
-                "column": column,
-                "check": check,
-                "failure_case": values.map(_case_text).tolist(),
-                "row": values.index.to_numpy(dtype="int64"),
-            }
-        )
+        new = pd.DataFrame({"failure_case": values.map(_text).tolist(), "row": values.index})
+        new = new.assign(column=column, check=check)[FAILURE_COLUMNS]
     skip = set(bad["row"]) | set(new["row"])
     if not skip:
         return None
@@ -212,34 +192,21 @@ def _locate_in_column(
     return pd.concat([new, checks], ignore_index=True)
 
 
-def _uncoercible(values: pd.Series, dtype: Any) -> pd.Series:
-    """Return which values cannot become `dtype`, found value by value."""
-    present = values.notna()
-    if pd.api.types.is_datetime64_any_dtype(dtype):
-        return present & parse_timestamps(values).isna()
-    if pd.api.types.is_bool_dtype(dtype):
-        return present & ~values.map(parse_bool, na_action="ignore").isin([True, False])
-    if not pd.api.types.is_numeric_dtype(dtype):
-        return present & False
-    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
-    bad = present & numbers.isna()
-    if pd.api.types.is_integer_dtype(dtype):
-        bad |= present & ~(np.isfinite(numbers) & (numbers % 1 == 0)).fillna(False)
-    return bad
-
-
 def _tidy(cases: pd.DataFrame) -> pd.DataFrame:
     """Return pandera's failure cases as column, check, failure_case (text), row."""
     missing = cases["check"].eq("column_in_dataframe")
-    column = cases["column"].where(~missing, cases["failure_case"])
+    # a failing row-wise check of the whole frame is reported once per cell: keep one per row
+    row_check = cases["schema_context"].eq("DataFrameSchema") & cases["index"].notna()
     tidy = pd.DataFrame(
         {
-            "column": column.to_numpy(dtype=object),
+            "column": cases["column"].where(~missing, cases["failure_case"]).to_numpy(object),
             "check": cases["check"].astype(str).to_numpy(),
-            "failure_case": cases["failure_case"].map(_case_text).to_numpy(dtype=object),
+            "failure_case": cases["failure_case"].map(_text).to_numpy(dtype=object),
             "row": cases["index"].to_numpy(dtype=object),
         }
     )
+    tidy.loc[row_check.to_numpy(), ["column", "failure_case"]] = [ROW, "whole row"]
+    tidy = tidy.drop_duplicates(["column", "check", "row"])
     coerced = set(tidy.loc[tidy["check"].str.startswith("coerce_dtype"), "column"])
     # a value that does not coerce is also reported as a wrong dtype: keep one reason
     echo = tidy["check"].str.startswith("dtype(") & tidy["column"].isin(coerced)
@@ -254,7 +221,7 @@ def _quarantine_frame(original: pd.DataFrame, failures: pd.DataFrame) -> pd.Data
         lambda group: "; ".join(dict.fromkeys(group))
     )
     rows = original.loc[reasons.index.to_numpy(dtype="int64")]
-    text = rows.map(_value_text).astype("string")
+    text = rows.map(_text, missing=None).astype("string")
     text["_row"] = rows.index.to_numpy(dtype="int64")
     text["_reason"] = pd.array(reasons.to_numpy(dtype=object), dtype="string")
     return text.reset_index(drop=True)
@@ -276,18 +243,18 @@ def _examples(group: pd.DataFrame) -> str:
 
 
 def _empty_failures() -> pd.DataFrame:
-    return pd.DataFrame({"column": [], "check": [], "failure_case": [], "row": []}).astype(
-        {"column": object, "check": object, "failure_case": object, "row": "int64"}
-    )
+    return pd.DataFrame(columns=FAILURE_COLUMNS).astype({"row": "int64"})
 
 
-def _case_text(value: Any) -> str:
-    return "missing" if _is_missing(value) else str(value)
+def _summary_row(column: str, check: str, failures: int, rows: int, examples: str) -> dict:
+    return {
+        "column": column,
+        "check": check,
+        "failures": failures,
+        "rows": rows,
+        "examples": examples,
+    }
 
 
-def _value_text(value: Any) -> str | None:
-    return None if _is_missing(value) else str(value)
-
-
-def _is_missing(value: Any) -> bool:
-    return bool(pd.api.types.is_scalar(value) and pd.isna(value))
+def _text(value: Any, missing: str | None = "missing") -> str | None:
+    return missing if pd.api.types.is_scalar(value) and pd.isna(value) else str(value)

@@ -17,13 +17,12 @@ from mlops.card import render_model_card
 from mlops.contract import Contract
 from mlops.export import export_onnx
 from mlops.gate import GateDecision, GatePolicy, decide, decision_markdown
+from mlops.outputs import output_frame
 from mlops.profile import profile_frame, profile_to_bytes
 from mlops.registry import ModelVersion, Registry
 from mlops.scoring import IncompatibleModelError, score_onnx
 from mlops.train import TrainedModel, predict_torch
 from mlops.verify import VerificationReport, verify_export
-
-PREDICTION_COLUMN = "__prediction"
 
 
 @task(name="export-and-verify", cache_policy=NO_CACHE)
@@ -44,11 +43,16 @@ def export_and_verify(
 
 
 def reference_profile(model: TrainedModel, contract: Contract, train: pd.DataFrame) -> bytes:
-    """Profile the training rows' features, target and the model's prediction."""
+    """Profile the training rows' features, target and model outputs (as serving logs them)."""
     columns = [*contract.feature_names, contract.target.name]
-    frame = train[columns].copy()
-    output = predict_torch(model, train)
-    frame[PREDICTION_COLUMN] = output if output.ndim == 1 else output.max(axis=1)
+    target = model.preprocessor.target
+    described = {
+        "task": target.task,
+        "classes": list(target.classes or []),
+        "decision_threshold": model.decision_threshold,
+    }
+    outputs = output_frame(predict_torch(model, train), described)
+    frame = pd.concat([train[columns].reset_index(drop=True), outputs], axis=1)
     return profile_to_bytes(profile_frame(frame))
 
 

@@ -1,0 +1,139 @@
+"""monitor-model: window profiles -> drift + constraints -> live performance -> retrain policy."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prefect import flow
+
+from flows.parameters import MonitorThresholds, MonitorWindow
+from mlops.policy import PolicyInputs, RetrainPolicy, decide_retrain
+from mlops.profile import profile_summary
+from mlops.registry import Registry
+from mlops.settings import Settings, get_settings
+from tasks.data import read_contract
+from tasks.monitoring import (
+    measure_drift,
+    measure_performance,
+    merge_window_profiles,
+    publish_decision,
+    read_history,
+    record_decision,
+    write_drift_report,
+)
+
+
+@flow(name="monitor-model", log_prints=True)
+def monitor_model_flow(
+    model_name: str | None = None,
+    window: MonitorWindow | None = None,
+    thresholds: MonitorThresholds | None = None,
+    labels_uri: str | None = None,
+    contract: str | None = None,
+    emit: bool = True,
+) -> dict[str, Any]:
+    """Check the champion's served traffic for drift and decay; emit an event to retrain."""
+    settings, thresholds = get_settings(), thresholds or MonitorThresholds()
+    name = model_name or settings.model_name
+    start, end = resolve_window(window or MonitorWindow())
+    registry = Registry(settings.registry)
+    champion = registry.get(name, "champion")
+    spec = read_contract(contract or settings.contract)
+
+    # 1. The window's traffic against the champion's training data
+    served = merge_window_profiles(settings, champion, start, end)
+    if served is None:
+        return {
+            "model": name,
+            "window": [start, end],
+            "retrain": False,
+            "served_rows": 0,
+            "explanation": f"retrain: no, because {champion.version} served no rows",
+        }
+    drift, constraints, reference = measure_drift(registry, champion, served, spec)
+    report = write_drift_report(settings, champion, served, reference, end)
+
+    # 2. Live performance on the served rows whose labels have arrived
+    since = end - timedelta(hours=thresholds.performance_lookback_hours)
+    performance = measure_performance(settings, registry, spec, labels_uri, since, end)
+
+    # 3. Decide, remember, tell
+    policy = retrain_policy(thresholds, spec.task)
+    inputs = policy_inputs(
+        settings, registry, champion.version, served, drift, performance, policy.metric, end
+    )
+    decision = decide_retrain(inputs, policy)
+    result = {
+        "model": name,
+        "champion": champion.version,
+        "window_start": start,
+        "window_end": end,
+        "drift_share": drift.share_drifted,
+        "drifted_features": drift.drifted_features,
+        "constraints_passed": constraints.passed,
+        "performance": performance,
+        "drift_report": report,
+        **decision.to_dict(),
+    }
+    record_decision(settings, name, result)
+    result["event_emitted"] = publish_decision(name, decision, result, emit=emit)
+    return result
+
+
+def resolve_window(window: MonitorWindow) -> tuple[datetime, datetime]:
+    """Return the window's [start, end) in UTC."""
+    end = _utc(window.end) if window.end else datetime.now(UTC)
+    start = _utc(window.start) if window.start else end - timedelta(minutes=window.minutes)
+    if start >= end:
+        raise ValueError(f"monitoring window start {start} is not before end {end}")
+    return start, end
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def retrain_policy(thresholds: MonitorThresholds, task: str) -> RetrainPolicy:
+    """Build the policy from the flow's thresholds (metric from the task)."""
+    metric = {"binary": "roc_auc", "multiclass": "macro_f1", "regression": "r2"}[task]
+    return RetrainPolicy(
+        drift_share=thresholds.drift_share,
+        consecutive_windows=thresholds.consecutive_windows,
+        metric=metric,
+        max_metric_drop=thresholds.max_metric_drop,
+        min_labelled_rows=thresholds.min_labelled_rows,
+        min_new_rows=thresholds.min_new_rows,
+        cooldown=timedelta(hours=thresholds.cooldown_hours),
+    )
+
+
+def policy_inputs(
+    settings: Settings,
+    registry: Registry,
+    champion: str,
+    served: Any,
+    drift: Any,
+    performance: list[dict[str, Any]],
+    metric: str,
+    now: datetime,
+) -> PolicyInputs:
+    """Gather what the policy needs: this window, earlier windows, live metric, last retrain."""
+    history = [
+        h for h in read_history(settings, settings.model_name) if h.get("champion") == champion
+    ]
+    registered = [h for h in registry.history(settings.model_name) if h["event"] == "registered"]
+    last = datetime.fromisoformat(registered[-1]["time"]) if registered else None
+    live = next((p for p in performance if p["version"] == champion), None)
+    counts = profile_summary(served)["count"]
+    return PolicyInputs(
+        now=now,
+        new_rows=int(counts.max()) if len(counts) else 0,
+        n_features=drift.n_features,
+        n_drifted=len(drift.drifted_features),
+        previous_drift_shares=tuple(float(h["drift_share"]) for h in history),
+        metric_value=live["live"] if live and live["metric"] == metric else None,
+        labelled_rows=live["labelled_rows"] if live else 0,
+        champion_metric=live["holdout"] if live else None,
+        last_retrain=last,
+    )

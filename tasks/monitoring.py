@@ -1,0 +1,156 @@
+"""Tasks of the monitor-model flow: gather the window, measure it, decide, report, emit."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import fsspec
+from prefect import task
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+from prefect.logging import get_run_logger
+
+from mlops.constraints import ConstraintReport, check_constraints
+from mlops.contract import Contract
+from mlops.drift import DriftReport, feature_drift
+from mlops.locking import write_atomic
+from mlops.performance import join_labels, performance_by_version
+from mlops.policy import RetrainDecision
+from mlops.prediction_log import read_prediction_log, read_window_profiles
+from mlops.profile import drift_report_html, profile_from_bytes
+from mlops.registry import ModelVersion, Registry
+from mlops.settings import Settings
+from mlops.sources import read_frame
+
+
+@task(name="merge-window-profiles", cache_policy=NO_CACHE)
+def merge_window_profiles(
+    settings: Settings, champion: ModelVersion, start: datetime, end: datetime
+) -> Any:
+    """Merge the serving profiles of the champion version over the window (None if no traffic)."""
+    return read_window_profiles(
+        settings.store("profiles"), champion.model, champion.version, start, end
+    )
+
+
+@task(name="drift-vs-reference", cache_policy=NO_CACHE)
+def measure_drift(
+    registry: Registry, champion: ModelVersion, window: Any, contract: Contract
+) -> tuple[DriftReport, ConstraintReport, Any]:
+    """Compare the window with the champion's reference profile; check contract constraints."""
+    reference = profile_from_bytes(
+        registry.read_reference_profile(champion.model, champion.version)
+    )
+    drift = feature_drift(reference, window, contract)
+    constraints = check_constraints(window, contract, reference=reference)
+    create_table_artifact(
+        key="drift",
+        table=drift.to_rows(),
+        description=f"Drift of {drift.n_features} features and the outputs vs "
+        f"{champion.version}'s training data: {drift.share_drifted:.0%} drifted",
+    )
+    create_table_artifact(
+        key="constraints", table=constraints.to_rows(), description=constraints.summary()
+    )
+    return drift, constraints, reference
+
+
+@task(name="performance-from-labels", cache_policy=NO_CACHE)
+def measure_performance(
+    settings: Settings,
+    registry: Registry,
+    contract: Contract,
+    labels_uri: str | None,
+    since: datetime,
+    end: datetime,
+) -> list[dict[str, Any]]:
+    """Join the prediction log with the labels that arrived; measure every version on them."""
+    log = get_run_logger()
+    if not labels_uri:
+        log.info("no labels_uri: performance not measured")
+        return []
+    served = read_prediction_log(
+        settings.store("predictions"), settings.model_name, start=since, end=end
+    )
+    if served.empty:
+        return []
+    labels, _ = read_frame(labels_uri)
+    joined = join_labels(served, labels, contract)
+    manifests = {v.version: v.manifest for v in registry.list_versions(settings.model_name)}
+    rows = performance_by_version(joined, contract, manifests)
+    create_table_artifact(
+        key="performance",
+        table=rows or [{"version": "-", "labelled_rows": 0}],
+        description=f"Labelled served rows since {since:%Y-%m-%d %H:%M}",
+    )
+    return rows
+
+
+@task(name="write-drift-report", cache_policy=NO_CACHE)
+def write_drift_report(
+    settings: Settings, champion: ModelVersion, window: Any, reference: Any, end: datetime
+) -> str:
+    """Save whylogs' HTML drift report in the reports store and link it from the run."""
+    url = f"{settings.store('reports')}/{champion.model}/drift-{end:%Y%m%dT%H%M%SZ}.html"
+    fs, path = fsspec.core.url_to_fs(url)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    write_atomic(fs, path, drift_report_html(window, reference).encode())
+    link = url if "://" in url else f"file://{fs._strip_protocol(path)}"
+    create_link_artifact(
+        key="drift-report",
+        link=link,
+        link_text="whylogs drift report",
+        description="HTML drift report of the window vs the reference",
+    )
+    return link
+
+
+@task(name="record-decision", cache_policy=NO_CACHE)
+def record_decision(settings: Settings, model_name: str, result: dict[str, Any]) -> None:
+    """Append this window's figures to the monitoring history (the policy reads it next time)."""
+    url = f"{settings.store('monitoring')}/{model_name}/history.jsonl"
+    fs, path = fsspec.core.url_to_fs(url)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    previous = fs.cat_file(path) if fs.exists(path) else b""
+    write_atomic(fs, path, previous + json.dumps(result, default=str).encode() + b"\n")
+
+
+def read_history(settings: Settings, model_name: str) -> list[dict[str, Any]]:
+    """Return the monitoring history, oldest first."""
+    url = f"{settings.store('monitoring')}/{model_name}/history.jsonl"
+    fs, path = fsspec.core.url_to_fs(url)
+    if not fs.exists(path):
+        return []
+    return [json.loads(line) for line in fs.cat_file(path).decode().splitlines() if line.strip()]
+
+
+@task(name="publish-decision", cache_policy=NO_CACHE)
+def publish_decision(
+    model_name: str, decision: RetrainDecision, payload: dict[str, Any], *, emit: bool
+) -> bool:
+    """Write the summary artifact and emit the retraining event when warranted."""
+    create_markdown_artifact(
+        key="monitoring-summary",
+        markdown=f"## {decision.explanation}\n\n```json\n"
+        f"{json.dumps(payload, indent=2, default=str)}\n```\n",
+        description=decision.explanation,
+    )
+    get_run_logger().info(decision.explanation)
+    if not (decision.retrain and emit and decision.event):
+        return False
+    emit_event(
+        event=decision.event,
+        resource={
+            "prefect.resource.id": f"mlops.model.{model_name}",
+            "prefect.resource.name": model_name,
+        },
+        payload=payload,
+    )
+    return True

@@ -1,0 +1,167 @@
+"""monitor-model on traffic replayed from the simulator: stable, shifted, concept-drifted days."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.events.filters import EventFilter, EventNameFilter
+
+from flows.monitoring import monitor_model_flow
+from flows.parameters import MonitorThresholds, MonitorWindow
+from mlops.card import build_manifest, render_model_card
+from mlops.contract import load_contract
+from mlops.export import export_onnx
+from mlops.inference import load_from_registry
+from mlops.outputs import output_frame
+from mlops.prediction_log import LogSettings, PredictionLogger
+from mlops.registry import Registry
+from mlops.settings import DEFAULT_CONTRACT
+from mlops.simulate import SimulationConfig, generate_day, simulate
+from mlops.train import TrainParams, split_by_time, train_model
+from mlops.verify import verify_export
+from tasks.registry import reference_profile
+
+pytestmark = pytest.mark.slow
+MODEL = "card-fraud"
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+CONFIG = SimulationConfig(days=30, rows_per_day=5000, seed=3)  # default timeline
+RELAXED = MonitorThresholds(cooldown_hours=0, min_new_rows=100, min_labelled_rows=300)
+
+
+@pytest.fixture(scope="module")
+def champion_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Train v1 on the stable two weeks and make it champion; simulate labels for 24 days."""
+    home = tmp_path_factory.mktemp("monitoring")
+    simulate(str(home / "sim"), CONFIG)
+    contract = load_contract(DEFAULT_CONTRACT)
+    days = [_labelled_day(d) for d in range(14)]
+    splits = split_by_time(pd.concat(days, ignore_index=True))
+    model = train_model(splits, contract, TrainParams(max_epochs=6, seed=1))
+    path = export_onnx(model, contract, home / "model.onnx")
+    report = verify_export(path, model, contract, splits.holdout)
+    from mlops.evaluate import compute_metrics
+    from mlops.train import predict_torch
+
+    metrics = compute_metrics(
+        "binary",
+        splits.holdout["is_fraud"],
+        predict_torch(model, splits.holdout),
+        (0, 1),
+        model.decision_threshold,
+    )
+    manifest = build_manifest(
+        model=model,
+        contract=contract,
+        data={"uri": "sim"},
+        metrics=metrics,
+        slice_metrics=[],
+        verification=report.to_dict(),
+        flow_run_id=None,
+    )
+    registry = Registry(str(home / "registry"))
+    version = registry.register(
+        MODEL,
+        onnx_path=path,
+        manifest=manifest,
+        reference_profile=reference_profile(model, contract, splits.train),
+        model_card=render_model_card(manifest),
+    )
+    registry.promote(MODEL, version.version, actor="test", reason="fixture")
+    return home
+
+
+def _labelled_day(day: int) -> pd.DataFrame:
+    features, labels = generate_day(CONFIG, day)
+    return features.merge(labels[["transaction_id", "is_fraud"]], on="transaction_id")
+
+
+def _serve_day(home: Path, day: int, at: datetime) -> None:
+    """Log a simulated day as the service would: features, outputs, version, time served."""
+    registry = Registry(str(home / "registry"))
+    model = load_from_registry(registry, MODEL, prefer_gpu=False)
+    features, _ = generate_day(CONFIG, day)
+    valid = features[features["channel"].isin(["online", "pos", "contactless", "atm"])]
+    valid = valid.dropna(subset=["merchant_category"])
+    valid = valid[valid["customer_age"] >= 18]
+    logger = PredictionLogger(
+        LogSettings(str(home / "mlops" / "profiles"), str(home / "mlops" / "predictions")),
+        model_name=MODEL,
+        clock=lambda: at,
+    )
+    for chunk in range(0, len(valid), 500):
+        rows = valid.iloc[chunk : chunk + 500].reset_index(drop=True)
+        logger.record(
+            request_id=f"r{day}-{chunk}",
+            model_version=model.version,
+            features=rows,
+            outputs=output_frame(model.predict(rows), model.manifest),
+            received_at=at,
+        )
+    assert logger.flush().ok
+
+
+def _monitor(home: Path, monkeypatch: pytest.MonkeyPatch, hour: int) -> dict:
+    monkeypatch.setenv("MLOPS_HOME", str(home / "mlops"))
+    monkeypatch.setenv("MLOPS_REGISTRY_URL", str(home / "registry"))
+    window = MonitorWindow(start=T0 + timedelta(hours=hour), end=T0 + timedelta(hours=hour + 1))
+    return monitor_model_flow(
+        window=window, thresholds=RELAXED, labels_uri=str(home / "sim" / "labels")
+    )
+
+
+def _events(name: str, timeout_s: float = 20.0) -> list:
+    """Return the events called `name` (they are delivered asynchronously: poll a little)."""
+
+    async def read() -> list:
+        async with get_client() as client:
+            for _ in range(int(timeout_s / 0.5)):
+                page = await client.read_events(
+                    filter=EventFilter(event=EventNameFilter(name=[name])), limit=50
+                )  # the server refuses the client's default limit of 100
+                if page.events:
+                    return list(page.events)
+                await asyncio.sleep(0.5)
+            return []
+
+    return asyncio.run(read())
+
+
+def test_monitoring_stays_quiet_on_stable_days_then_flags_the_covariate_shift(
+    prefect_server: None, champion_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for hour, day in enumerate((12, 13, 14, 15)):
+        _serve_day(champion_home, day, T0 + timedelta(hours=hour, minutes=10))
+    results = [_monitor(champion_home, monkeypatch, hour) for hour in range(4)]
+
+    assert [r["retrain"] for r in results] == [False, False, False, True], [
+        r["explanation"] for r in results
+    ]
+    assert results[3]["reason"] == "drift"
+    assert "amount" in results[3]["drifted_features"]
+    assert results[3]["event_emitted"]
+    assert (
+        Path(results[3]["drift_report"].removeprefix("file://"))
+        .read_text()
+        .startswith("<!DOCTYPE html>")
+    )
+    events = _events("mlops.model.drift-detected")
+    assert any(e.resource.id == f"mlops.model.{MODEL}" for e in events)
+
+
+def test_monitoring_detects_the_concept_drift_through_labelled_performance(
+    prefect_server: None, champion_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for day in (20, 21, 22, 23):
+        _serve_day(champion_home, day, T0 + timedelta(hours=10, minutes=5 + day))
+    result = _monitor(champion_home, monkeypatch, 10)
+
+    live = next(p for p in result["performance"] if p["version"] == "v1")
+    assert live["labelled_rows"] >= 300
+    assert live["live"] < live["holdout"] - 0.05, live
+    assert result["retrain"] and result["reason"] == "performance", result["explanation"]
+    assert _events("mlops.model.performance-degraded")

@@ -1,0 +1,183 @@
+"""Tests of the retrain policy: drift and performance triggers, what holds them back, wording."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from mlops.policy import PolicyInputs, RetrainPolicy, decide_retrain
+
+NOW = dt.datetime(2026, 1, 16, 12, 0)
+POLICY = RetrainPolicy(drift_share=0.3, consecutive_windows=2)
+
+
+def inputs(**overrides) -> PolicyInputs:
+    """Quiet inputs: 1 of 12 features drifting, roc_auc close to the champion's, plenty of rows."""
+    values = {
+        "now": NOW,
+        "new_rows": 50_000,
+        "n_features": 12,
+        "n_drifted": 1,
+        "previous_drift_shares": (0.0, 0.0),
+        "metric_value": 0.91,
+        "labelled_rows": 2000,
+        "champion_metric": 0.92,
+        "last_retrain": NOW - dt.timedelta(days=10),
+    }
+    return PolicyInputs(**{**values, **overrides})
+
+
+def test_quiet_windows_do_not_retrain_and_say_why():
+    decision = decide_retrain(inputs(), POLICY)
+
+    assert (decision.retrain, decision.reason, decision.event) == (False, None, None)
+    assert decision.explanation == (
+        "retrain: no, because only 1 of 12 features drifted (8% < 30%) "
+        "and roc_auc 0.91 is within 0.05 of the champion's 0.92"
+    )
+
+
+def test_drift_in_consecutive_windows_retrains():
+    decision = decide_retrain(inputs(n_drifted=5, previous_drift_shares=(0.0, 0.4)), POLICY)
+
+    assert (decision.retrain, decision.reason) == (True, "drift")
+    assert decision.event == "mlops.model.drift-detected"
+    assert decision.explanation == (
+        "retrain: yes, because 5 of 12 features drifted (42% >= 30%) in 2 consecutive windows"
+    )
+    assert decision.drift_share == pytest.approx(5 / 12)
+
+
+def test_drift_in_a_single_window_waits_for_the_next():
+    decision = decide_retrain(inputs(n_drifted=5, previous_drift_shares=(0.4, 0.1)), POLICY)
+
+    assert not decision.retrain
+    assert "in only 1 of the 2 consecutive windows required" in decision.explanation
+
+
+def test_drift_with_no_history_yet_waits():
+    decision = decide_retrain(inputs(n_drifted=6, previous_drift_shares=()), POLICY)
+
+    assert not decision.retrain
+
+
+def test_one_window_suffices_when_the_policy_says_so():
+    policy = RetrainPolicy(drift_share=0.3, consecutive_windows=1)
+
+    decision = decide_retrain(inputs(n_drifted=4, previous_drift_shares=()), policy)
+
+    assert decision.retrain
+    assert decision.explanation.endswith("features drifted (33% >= 30%) in the current window")
+
+
+def test_three_consecutive_windows_need_two_earlier_drifting_ones():
+    policy = RetrainPolicy(drift_share=0.3, consecutive_windows=3)
+
+    assert decide_retrain(inputs(n_drifted=4, previous_drift_shares=(0.5, 0.5)), policy).retrain
+    assert not decide_retrain(inputs(n_drifted=4, previous_drift_shares=(0.5,)), policy).retrain
+
+
+def test_performance_drop_retrains_with_its_own_event():
+    decision = decide_retrain(inputs(metric_value=0.84), POLICY)
+
+    assert (decision.retrain, decision.reason) == (True, "performance")
+    assert decision.event == "mlops.model.performance-degraded"
+    assert decision.explanation == (
+        "retrain: yes, because roc_auc 0.84 on 2000 labelled rows is 0.08 below "
+        "the champion's 0.92 (more than 0.05)"
+    )
+
+
+def test_performance_outranks_drift_when_both_fire():
+    decision = decide_retrain(
+        inputs(metric_value=0.8, n_drifted=6, previous_drift_shares=(0.5,)), POLICY
+    )
+
+    assert decision.reason == "performance"
+    assert decision.triggers == ("performance", "drift")
+    assert " and 6 of 12 features drifted" in decision.explanation
+
+
+def test_performance_needs_enough_labelled_rows():
+    decision = decide_retrain(inputs(metric_value=0.5, labelled_rows=120), POLICY)
+
+    assert not decision.retrain
+    assert "roc_auc is not judged on only 120 labelled rows (< 500)" in decision.explanation
+
+
+def test_missing_or_undefined_metrics_do_not_trigger():
+    for overrides in (
+        {"metric_value": None, "labelled_rows": 0},
+        {"metric_value": float("nan")},
+        {"champion_metric": None, "metric_value": 0.5},
+    ):
+        assert not decide_retrain(inputs(**overrides), POLICY).retrain
+
+
+def test_lower_is_better_metrics_count_a_rise_as_a_drop():
+    policy = RetrainPolicy(metric="rmse", max_metric_drop=5.0)
+
+    worse = decide_retrain(inputs(metric_value=30.0, champion_metric=20.0), policy)
+    better = decide_retrain(inputs(metric_value=12.0, champion_metric=20.0), policy)
+
+    assert worse.retrain
+    assert "rmse 30 on 2000 labelled rows is 10 above the champion's 20" in worse.explanation
+    assert not better.retrain
+
+
+def test_cooldown_holds_a_retrain_back():
+    decision = decide_retrain(
+        inputs(metric_value=0.8, last_retrain=NOW - dt.timedelta(hours=3)), POLICY
+    )
+
+    assert (decision.retrain, decision.reason, decision.event) == (False, None, None)
+    assert decision.triggers == ("performance",)
+    assert decision.explanation.endswith(
+        ", but the last retrain was 3 h ago, within the 24 h cooldown"
+    )
+    assert decision.explanation.startswith("retrain: no: roc_auc 0.8 on 2000 labelled rows")
+
+
+def test_cooldown_ends():
+    decision = decide_retrain(
+        inputs(metric_value=0.8, last_retrain=NOW - dt.timedelta(hours=25)), POLICY
+    )
+
+    assert decision.retrain
+
+
+def test_too_few_new_rows_hold_a_retrain_back():
+    decision = decide_retrain(inputs(metric_value=0.8, new_rows=300), POLICY)
+
+    assert not decision.retrain
+    assert decision.explanation.endswith("but only 300 new rows since the last training (< 1000)")
+
+
+def test_decision_serialises_to_json():
+    decision = decide_retrain(inputs(metric_value=0.8), POLICY)
+
+    data = json.loads(json.dumps(decision.to_dict(), allow_nan=False))
+
+    assert data["reason"] == "performance"
+    assert data["triggers"] == ["performance"]
+
+
+def test_no_features_tested_is_said_plainly():
+    decision = decide_retrain(inputs(n_features=0, n_drifted=0), POLICY)
+
+    assert "no features were tested for drift" in decision.explanation
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("drift_share", 1.5, "drift_share must be in"),
+        ("consecutive_windows", 0, "consecutive_windows must be >= 1"),
+        ("metric", "accuracy_at_k", "unknown metric 'accuracy_at_k'"),
+    ],
+)
+def test_invalid_policies_are_refused(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        RetrainPolicy(**{field: value})
