@@ -1,0 +1,84 @@
+"""promote-model, rollback-model: check -> move the champion alias -> package -> reload serving."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from prefect import flow
+
+from mlops.registry import Registry
+from mlops.settings import get_settings
+from tasks.promotion import (
+    check_version,
+    promote_version,
+    report_alias_change,
+    request_reload,
+    rollback_champion,
+    save_champion_to_bentoml,
+)
+
+
+@flow(name="promote-model", log_prints=True)
+def promote_model_flow(
+    version: str,
+    model_name: str | None = None,
+    reason: str = "manual promotion",
+    actor: str = "prefect-ui",
+) -> dict[str, Any]:
+    """Make a registered version the champion after checking that it loads and answers.
+
+    Args:
+        version: Registry version to promote ("v3"), or an alias ("challenger").
+        model_name: Registry name of the model (default: MLOPS_MODEL_NAME).
+        reason: Why, recorded in the registry history.
+        actor: Who, recorded in the registry history.
+    """
+    settings = get_settings()
+    registry = Registry(settings.registry)
+    model_name = model_name or settings.model_name
+
+    # 1. Check: ONNX checksum, onnxruntime load and probe
+    checked = check_version(registry, model_name, version, purpose="promote")
+
+    # 2. Move the alias (the registry writes its history), package, tell serving
+    change = promote_version(registry, checked, actor=actor, reason=reason)
+    tag = save_champion_to_bentoml(registry, checked, flow="promote-model")
+    reload = request_reload(settings)
+
+    # 3. Report
+    report_alias_change(registry, change, bento_tag=tag, reload=reload)
+    return {**asdict(change), "bento_tag": tag, "reload": reload}
+
+
+@flow(name="rollback-model", log_prints=True)
+def rollback_model_flow(
+    model_name: str | None = None,
+    reason: str = "manual rollback",
+    actor: str = "prefect-ui",
+) -> dict[str, Any]:
+    """Make the previous champion the champion again, after checking that it still loads.
+
+    Args:
+        model_name: Registry name of the model (default: MLOPS_MODEL_NAME).
+        reason: Why, recorded in the registry history.
+        actor: Who, recorded in the registry history.
+    """
+    settings = get_settings()
+    registry = Registry(settings.registry)
+    model_name = model_name or settings.model_name
+    revision = registry.aliases(model_name).revision
+
+    # 1. Check the version `previous` points at
+    checked = check_version(registry, model_name, "previous", purpose="roll back to")
+
+    # 2. Swap champion and previous unless the aliases moved since, package, tell serving
+    change = rollback_champion(
+        registry, model_name, expected_revision=revision, actor=actor, reason=reason
+    )
+    tag = save_champion_to_bentoml(registry, checked, flow="rollback-model")
+    reload = request_reload(settings)
+
+    # 3. Report
+    report_alias_change(registry, change, bento_tag=tag, reload=reload)
+    return {**asdict(change), "bento_tag": tag, "reload": reload}
