@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -165,6 +165,99 @@ def build_bento(
     settings = get_settings()
     bento = build_pinned_bento(settings, model_name or settings.model_name, version)
     console.print(f"Built Bento [bold]{bento}[/]; run it with `bentoml serve {bento}`")
+
+
+def _deployments_module(name: str) -> Any:
+    """Load a module of deployments/ (a folder of scripts, not an installed package)."""
+    import importlib.util
+
+    from mlops.settings import REPO_ROOT
+
+    path = REPO_ROOT / "deployments" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"mlops_deployments_{name}", path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@app.command()
+def bootstrap(
+    pool_type: Annotated[
+        str, typer.Option("--type", help="Work pool type: process, docker or kubernetes.")
+    ] = "process",
+    gpu_slots: Annotated[int, typer.Option(help="Slots of the `gpu` concurrency limit.")] = 1,
+    set_values: Annotated[
+        list[str] | None, typer.Option("--set", help="Set a variable: NAME=JSON (repeatable).")
+    ] = None,
+) -> None:
+    """Create the work pools, the `gpu` concurrency limit and the variables (idempotent)."""
+    import asyncio
+
+    _quiet_telemetry()
+    module = _deployments_module("bootstrap")
+    values = module.parse_values(set_values or [])
+    for line in asyncio.run(module.bootstrap(pool_type, gpu_slots, values)):
+        console.print(line)
+
+
+@app.command()
+def deploy(
+    workdir: Annotated[
+        str | None,
+        typer.Option(help="Directory flow runs start in (default: this checkout)."),
+    ] = None,
+) -> None:
+    """Deploy every flow of prefect.yaml (`prefect deploy --all`, no prompts)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mlops.settings import REPO_ROOT
+
+    _quiet_telemetry()
+    # prefect.yaml's pull step enters `{{ $PWD }}`, read when deploying.
+    env = os.environ | {"PREFECT_CLI_PROMPT": "false", "PWD": workdir or str(REPO_ROOT)}
+    command = [str(Path(sys.executable).parent / "prefect"), "--no-prompt", "deploy", "--all"]
+    raise typer.Exit(subprocess.call(command, cwd=REPO_ROOT, env=env))
+
+
+@app.command()
+def demo(
+    days: Annotated[int, typer.Option(help="Days in the simulated world (>= 12).")] = 20,
+    rows_per_day: Annotated[int, typer.Option(help="Transactions per day.")] = 3000,
+    train_days: Annotated[int, typer.Option(help="Days v1 trains on; the rest are replayed.")] = 8,
+    max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs per training.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated world.")] = 42,
+    prefect_port: Annotated[int, typer.Option(help="Prefect UI/API port if free.")] = 4200,
+    serve_port: Annotated[int, typer.Option(help="Prediction API port if free.")] = 3000,
+) -> None:
+    """Play the continuous-training loop on a local stack and leave it running (`mlops stop`)."""
+    from mlops.demo import Demo, DemoConfig
+
+    _quiet_telemetry()
+    config = DemoConfig(
+        days=days,
+        rows_per_day=rows_per_day,
+        train_days=train_days,
+        max_epochs=max_epochs,
+        seed=seed,
+        prefect_port=prefect_port,
+        serve_port=serve_port,
+    )
+    Demo(get_settings(), config, console).run()
+
+
+@app.command()
+def stop() -> None:
+    """Stop what `mlops demo` left running (pids in <MLOPS_HOME>/run)."""
+    from pathlib import Path
+
+    from mlops.stack import stop_all
+
+    run_dir = Path(get_settings().home) / "run"
+    stopped = stop_all(run_dir)
+    console.print(f"stopped {', '.join(stopped)}" if stopped else f"nothing runs from {run_dir}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from pathlib import Path
@@ -12,6 +13,7 @@ import pandas as pd
 
 from mlops.inference import LoadedModel, ModelLoadError, load_from_directory, load_from_registry
 from mlops.prediction_log import LogSettings, PredictionLogger
+from mlops.profile import profile_frame
 from mlops.registry import Registry
 from mlops.settings import Settings
 
@@ -124,7 +126,21 @@ def start_logger(settings: Settings) -> PredictionLogger:
         model_name=settings.model_name,
     )
     logger.start()
+    # whylogs loads lazily and takes seconds: load it now, not at the first flush under traffic.
+    profile_frame(pd.DataFrame({"warm_up": [0.0]}))
     return logger
+
+
+def tune_gc() -> None:
+    """Keep the garbage collector off the request path of a long-running server (call once ready).
+
+    After startup the heap holds ~250k long-lived objects (libraries, model, whylogs): a full
+    collection scans them all and stalls every request for ~0.2 s, and the default thresholds
+    collect every few requests. Freeze what exists, and collect the young generation less often.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def output_frame(output: np.ndarray, manifest: dict[str, Any]) -> pd.DataFrame:

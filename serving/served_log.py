@@ -1,9 +1,9 @@
 """Hand served requests to the prediction logger in groups, after their answers are sent.
 
 Building pandas frames for one request costs more than serving it, so the service only notes what
-it served (a list append) and the event loop turns the notes of many requests into frames at once,
-shortly after: one frame per group, then one `PredictionLogger.record` per request on slices of
-it. Each request keeps its own request id and the time it was served.
+it served (a list append) and the event loop turns the notes of many requests into one frame
+shortly after, handed over with `PredictionLogger.record_requests`. Each request keeps its own
+request id and the time it was served.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class ServedLog:
     """Queue served requests on the event loop; record them `delay_s` later, or at `max_rows`."""
 
     def __init__(
-        self, logger: PredictionLogger, metrics: Any, *, delay_s: float = 0.02, max_rows: int = 4096
+        self, logger: PredictionLogger, metrics: Any, *, delay_s: float = 0.1, max_rows: int = 4096
     ) -> None:
         self.logger = logger
         self.metrics = metrics
@@ -81,20 +81,11 @@ class ServedLog:
             model = group[0].model
             features = pd.DataFrame(RecordColumns.concat([s.rows for s in group]).values)
             outputs = output_frame(np.concatenate([s.output for s in group]), model.manifest)
+            self.logger.record_requests(
+                requests=[(s.request_id, s.received_at, len(s.rows)) for s in group],
+                model_version=model.version,
+                features=features,
+                outputs=outputs,
+            )
         except Exception:  # logging never fails a response
             self.metrics.log_failures.inc(len(group))
-            return
-        start = 0
-        for served in group:
-            end = start + len(served.rows)
-            try:
-                self.logger.record(
-                    request_id=served.request_id,
-                    model_version=model.version,
-                    features=features.iloc[start:end],
-                    outputs=outputs.iloc[start:end],
-                    received_at=served.received_at,
-                )
-            except Exception:
-                self.metrics.log_failures.inc()
-            start = end

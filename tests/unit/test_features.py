@@ -15,9 +15,11 @@ from mlops.features import (
     TargetEncoding,
     Vocabulary,
     categorical_strings,
+    category_strings,
     encode_features,
     encode_target,
     fit_preprocessor,
+    numeric_array,
     numeric_values,
 )
 
@@ -182,3 +184,35 @@ def test_classes_default_to_the_sorted_training_values_when_the_contract_omits_t
 
     assert prep.target.classes == ("high", "low", "mid")
     assert prep.target.n_outputs == 3
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [True, False, True],
+        [True, None, False],  # a nullable boolean with a null: still true/false
+        ["paris", None, "lyon"],
+        [3, 14, 3],
+        [None, None, None],
+    ],
+    ids=["bools", "bools with null", "strings", "ints", "all null"],
+)
+def test_category_strings_of_plain_values_match_the_training_rendering(values) -> None:
+    # training frames hold nullable dtypes (boolean, Int64, string), which categorical_strings sees
+    dtype = {bool: "boolean", int: "Int64", str: "string"}.get(
+        type(next((v for v in values if v is not None), None)), object
+    )
+    expected = categorical_strings(pd.Series(values, dtype=dtype)).tolist()
+
+    rendered = category_strings(values)
+
+    assert [None if pd.isna(v) else v for v in expected] == rendered
+
+
+def test_numeric_array_of_plain_values_matches_numeric_values() -> None:
+    values = [1.5, None, 3, True, 1e-8, 123456789]
+
+    found = numeric_array(values)
+
+    assert found.dtype == np.float32
+    np.testing.assert_array_equal(found, numeric_values(pd.Series(values, dtype=object)))

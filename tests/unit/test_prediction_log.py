@@ -284,3 +284,45 @@ def test_read_prediction_log_filters_on_received_at(tmp_path):
 def test_settings_refuse_non_positive_values(tmp_path):
     with pytest.raises(ValueError, match="window_seconds"):
         settings(tmp_path, window_seconds=0)
+
+
+def test_record_requests_logs_and_profiles_like_one_record_per_request(tmp_path):
+    # three requests crossing a profile window and a date: rows must land where record() puts them
+    start = datetime(2024, 5, 1, 23, 59, 59, 995000, tzinfo=UTC)
+    requests = [("r1", start, 3), ("r2", start + timedelta(milliseconds=3), 1),
+                ("r3", start + timedelta(milliseconds=6), 2)]  # fmt: skip
+    one_by_one, grouped = tmp_path / "one", tmp_path / "grouped"
+    logger = PredictionLogger(settings(one_by_one), model_name="churn", clock=Clock())
+    row = 0
+    for request_id, at, n in requests:
+        record(logger, request_id, n, row, at=at)
+        row += n
+    logger.flush()
+    features, outputs = batch(row)
+    together = PredictionLogger(settings(grouped), model_name="churn", clock=Clock())
+
+    together.record_requests(
+        requests=requests, model_version="v1", features=features, outputs=outputs
+    )
+    report = together.flush()
+
+    assert report.ok and report.rows_written == 6
+    expected = read_prediction_log(f"{one_by_one}/predictions", "churn")
+    pd.testing.assert_frame_equal(read_prediction_log(f"{grouped}/predictions", "churn"), expected)
+    assert expected["request_id"].tolist() == ["r1"] * 3 + ["r2"] + ["r3"] * 2
+    for day in ("date=2024-05-01", "date=2024-05-02"):
+        assert (grouped / "predictions" / "churn" / day).is_dir()
+    for window in (datetime(2024, 5, 1, 23, 55, tzinfo=UTC), datetime(2024, 5, 2, tzinfo=UTC)):
+        assert window_count(grouped, "v1", window) == window_count(one_by_one, "v1", window) > 0
+
+
+def test_record_requests_refuses_sizes_that_do_not_add_up_without_raising(tmp_path):
+    logger = PredictionLogger(settings(tmp_path), model_name="churn", clock=Clock())
+    features, outputs = batch(3)
+
+    logger.record_requests(
+        requests=[("r1", T0, 2)], model_version="v1", features=features, outputs=outputs
+    )
+
+    assert logger.stats.rejected_rows == 3 and logger.stats.rows_recorded == 0
+    assert "2 rows" in (logger.stats.last_error or "")

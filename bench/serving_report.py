@@ -1,0 +1,124 @@
+"""Compare the serving benchmark's systems with each other and the targets; render markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SYSTEMS = {
+    "onnxruntime": "(1) onnxruntime in process",
+    "bentoml_floor": "(0) BentoML, empty endpoint",
+    "service_batching": "(2) service, batching on",
+    "service_2_workers": "(2b) service, batching on, 2 workers",
+    "service_no_batching": "(3) service, batching off",
+    "fastapi_pytorch": "(4) FastAPI + PyTorch eager",
+}
+SERVICES = ("service_batching", "service_2_workers", "service_no_batching")
+TARGET_SPEEDUP = 3.0  # (2) / (4) throughput, 1-record requests, 64 clients
+TARGET_P99_MS = 50.0  # (2) p99 there
+TARGET_P50_GAP_MS = 1.5  # (2) unloaded 1-record p50 minus (1)'s
+
+
+def compare(results: dict[str, Any]) -> dict[str, Any]:
+    """Return (2)/(4) and (3)/(4) throughput ratios, (2)-(1) unloaded p50, and the targets."""
+    base = results["fastapi_pytorch"]
+    ratios: dict[str, Any] = {}
+    for system in (s for s in SERVICES if s in results):
+        ratios[system] = {
+            records: {
+                clients: round(cell["requests_per_s"] / base[records][clients]["requests_per_s"], 2)
+                for clients, cell in cells.items()
+            }
+            for records, cells in results[system].items()
+        }
+    service = results["service_batching"]["records_1"]
+    raw_p50 = results["onnxruntime"]["records_1"]["clients_1"]["p50_ms"]
+    loaded = service["clients_64"]
+    gap = round(service["clients_1"]["p50_ms"] - raw_p50, 3)
+    speedup = ratios["service_batching"]["records_1"]["clients_64"]
+    return {
+        "throughput_ratio_vs_baseline": ratios,
+        "unloaded_1_record_p50_minus_onnxruntime_ms": gap,
+        "targets": {
+            "speedup_1_record_64_clients": _target(speedup, ">=", TARGET_SPEEDUP),
+            "p99_ms_1_record_64_clients": _target(loaded["p99_ms"], "<=", TARGET_P99_MS),
+            "errors_1_record_64_clients": _target(loaded["errors"], "<=", 0),
+            "unloaded_p50_gap_ms": _target(gap, "<=", TARGET_P50_GAP_MS),
+        },
+    }
+
+
+def _target(value: float, op: str, goal: float) -> dict[str, Any]:
+    met = value >= goal if op == ">=" else value <= goal
+    return {"value": value, "goal": f"{op} {goal:g}", "met": bool(met)}
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    """Render the figures as a markdown report."""
+    plan, machine = result["plan"], result["machine"]
+    lines = [
+        "# Serving benchmark",
+        "",
+        f"- Model {result['model']['name']} {result['model']['version']}; "
+        f"onnxruntime on {result['results']['onnxruntime']['device']} with "
+        f"{result['results']['onnxruntime']['onnx_threads']} thread(s) per call",
+        f"- Machine: {machine['cpu_count']} CPUs, {machine['platform']}, Python "
+        f"{machine['python']}; load average before/after "
+        f"{machine['load_average_before'][0]} / {machine['load_average_after'][0]}",
+        f"- Load: {result['load_generator']}, on the same machine; per cell "
+        f"{plan['warmup_s']} s warm-up, then {plan['duration_s']} s or "
+        f"{plan['max_requests']} requests. (1) emulates clients with threads calling "
+        "session.run on prepared feeds (no HTTP, no validation, no features).",
+        "",
+        _features_line(result["results"]["onnxruntime"]),
+        "",
+        "| system | records/req | clients | req/s | records/s | p50 ms | p95 ms | p99 ms "
+        "| errors | server CPU ms/req |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for system, label in SYSTEMS.items():
+        for records, cells in result["results"].get(system, {}).items():
+            if not records.startswith("records_"):
+                continue
+            for clients, cell in cells.items():
+                if not clients.startswith("clients_"):
+                    continue
+                lines.append(_row(label, records, clients, cell))
+    lines += ["", *_comparison_lines(result)]
+    return "\n".join(lines) + "\n"
+
+
+def _features_line(onnxruntime: dict[str, Any]) -> str:
+    figures = ", ".join(
+        f"{records.split('_')[1]} records {cells['with_features_clients_1']['p50_ms']:.3f} ms"
+        for records, cells in onnxruntime.items()
+        if records.startswith("records_")
+    )
+    return f"- (1) with the service's feature building (feed_values + run), p50: {figures}"
+
+
+def _row(label: str, records: str, clients: str, c: dict[str, Any]) -> str:
+    cpu = c.get("server_cpu_ms_per_request")
+    return (
+        f"| {label} | {records.split('_')[1]} | {clients.split('_')[1]} | "
+        f"{c['requests_per_s']:.0f} | {c['records_per_s']:.0f} | {c['p50_ms']:.2f} | "
+        f"{c['p95_ms']:.2f} | {c['p99_ms']:.2f} | {c['errors']} | "
+        f"{'' if cpu is None else f'{cpu:.2f}'} |"
+    )
+
+
+def _comparison_lines(result: dict[str, Any]) -> list[str]:
+    comparison = result["comparison"]
+    ratios = comparison["throughput_ratio_vs_baseline"]
+    lines = ["## Throughput vs (4), same run", "", "| system | records/req | 1 | 16 | 64 clients |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for system, by_records in ratios.items():
+        for records, by_clients in by_records.items():
+            values = " | ".join(f"{v:.2f}x" for v in by_clients.values())
+            lines.append(f"| {SYSTEMS[system]} | {records.split('_')[1]} | {values} |")
+    lines += ["", "## Targets", ""]
+    for name, target in comparison["targets"].items():
+        mark = "met" if target["met"] else "NOT met"
+        lines.append(f"- {name}: {target['value']} (goal {target['goal']}): {mark}")
+    gap = comparison["unloaded_1_record_p50_minus_onnxruntime_ms"]
+    lines.append(f"- (2) unloaded 1-record p50 minus (1): {gap} ms")
+    return lines
