@@ -8,7 +8,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from mlops.inference import LoadedModel, ModelLoadError, load_from_directory, load_from_registry
@@ -28,9 +27,12 @@ class ModelKeeper:
     and the current one keeps serving.
     """
 
-    def __init__(self, settings: Settings, metrics: Any) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Any, contract_fingerprint: str | None = None
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.contract_fingerprint = contract_fingerprint
         self.current: LoadedModel | None = None
         self.last_error: str | None = None
         self.refused: str | None = None
@@ -89,7 +91,7 @@ class ModelKeeper:
 
     def _swap(self, load: Any) -> None:
         try:
-            model = load()
+            model = self._check_contract(load())
         except ModelLoadError as exc:
             self.last_error = str(exc)
             self.refused = self.target_version() if self.settings.serve_model_dir is None else None
@@ -103,6 +105,17 @@ class ModelKeeper:
             self.metrics.model_info.labels(version=previous.version, device=previous.device).set(0)
         self.metrics.model_info.labels(version=model.version, device=model.device).set(1)
         log.info("serving %s %s on %s", model.model_name, model.version, model.device)
+
+    def _check_contract(self, model: LoadedModel) -> LoadedModel:
+        """Refuse a model trained on another contract than the one the API validates against."""
+        trained_on = model.manifest.get("contract_fingerprint")
+        if self.contract_fingerprint and trained_on != self.contract_fingerprint:
+            raise ModelLoadError(
+                f"{model.model_name} {model.version} was trained on contract {trained_on}, but "
+                f"the service validates requests against {self.contract_fingerprint}; serve it "
+                "with its own contract (MLOPS_CONTRACT)"
+            )
+        return model
 
     def served_version(self) -> str | None:
         return self.current.version if self.current else None
@@ -141,17 +154,3 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-
-
-def output_frame(output: np.ndarray, manifest: dict[str, Any]) -> pd.DataFrame:
-    """Return model outputs as columns for logging: prediction and one probability per class."""
-    if manifest["task"] == "regression":
-        return pd.DataFrame({"prediction": np.asarray(output, dtype=np.float64)})
-    classes = manifest.get("classes") or list(range(output.shape[1]))
-    frame = pd.DataFrame(output, columns=[f"probability_{c}" for c in classes])
-    if manifest["task"] == "binary":
-        chosen = (output[:, 1] >= float(manifest.get("decision_threshold", 0.5))).astype(int)
-    else:
-        chosen = output.argmax(axis=1)
-    frame.insert(0, "prediction", [classes[i] for i in chosen])
-    return frame

@@ -19,8 +19,8 @@ import pandas as pd
 
 from mlops.api_schema import RecordColumns
 from mlops.inference import LoadedModel
+from mlops.outputs import output_frame
 from mlops.prediction_log import PredictionLogger, utc_now
-from serving.runtime import output_frame
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ class PredictionService:
             pinned_dir = str(self.pinned.path)  # the descriptor resolves to the stored model
             self.settings = self.settings.model_copy(update={"serve_model_dir": pinned_dir})
         self.metrics = service_metrics()
-        self.keeper = ModelKeeper(self.settings, self.metrics)
+        self.keeper = ModelKeeper(self.settings, self.metrics, CONTRACT.fingerprint)
         self.keeper.start()
         self.logger = start_logger(self.settings)
         self.served_log = ServedLog(self.logger, self.metrics)

@@ -91,7 +91,9 @@ def test_promotion_under_load_switches_to_v2_without_failed_requests(
     assert metric_value(metrics, "mlops_model_info", version="v2", device="cpu") == 1
 
 
-def _register_copy_of_v1(registry: Registry, tmp_path: Path, onnx: bytes | None = None) -> str:
+def _register_copy_of_v1(
+    registry: Registry, tmp_path: Path, onnx: bytes | None = None, **manifest_changes: str
+) -> str:
     """Register v1's files again as a new version, optionally with other ONNX bytes."""
     source = Path(registry.get(MODEL, "v1").uri)
     onnx_path = tmp_path / "model.onnx"
@@ -99,7 +101,7 @@ def _register_copy_of_v1(registry: Registry, tmp_path: Path, onnx: bytes | None 
     return registry.register(
         MODEL,
         onnx_path=onnx_path,
-        manifest=registry.get(MODEL, "v1").manifest,
+        manifest={**registry.get(MODEL, "v1").manifest, **manifest_changes},
         reference_profile=(source / "reference.bin").read_bytes(),
         model_card=(source / "model_card.md").read_text(),
         actor="test",
@@ -116,10 +118,15 @@ def _unloadable(registry: Registry, tmp_path: Path) -> str:
     return _register_copy_of_v1(registry, tmp_path, onnx=b"not an onnx graph")
 
 
+def _other_contract(registry: Registry, tmp_path: Path) -> str:
+    return _register_copy_of_v1(registry, tmp_path, contract_fingerprint="0" * 64)
+
+
 BROKEN = {
     # how the version is broken: (make it, words of the error /model reports)
     "tampered after registration": (_tampered, "the file changed after registration"),
     "not loadable by onnxruntime": (_unloadable, "onnxruntime cannot load"),
+    "trained on another contract": (_other_contract, "was trained on contract"),
 }
 
 
