@@ -35,7 +35,9 @@ def monitor_model_flow(
 ) -> dict[str, Any]:
     """Check the champion's served traffic for drift and decay; emit an event to retrain."""
     settings, thresholds = get_settings(), thresholds or MonitorThresholds()
-    name = model_name or settings.model_name
+    if model_name:  # the tasks below find the model's log, history and versions by this name
+        settings = settings.model_copy(update={"model_name": model_name})
+    name = settings.model_name
     start, end = resolve_window(window or MonitorWindow())
     registry = Registry(settings.registry)
     champion = registry.get(name, "champion")
