@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from mlops.contract import load_contract
@@ -140,65 +139,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def pure_cycle(simulated: Path, max_epochs: int) -> float:
-    """Run train-model's steps on the simulator output without Prefect; return the seconds."""
-    from mlops.bento_store import save_to_bentoml
-    from mlops.card import build_manifest, render_model_card
-    from mlops.evaluate import compute_metrics, slice_metrics
-    from mlops.gate import GatePolicy, decide
-    from mlops.outputs import output_frame
-    from mlops.profile import profile_frame, profile_to_bytes
-    from mlops.registry import Registry
-    from mlops.scoring import score_onnx
-
-    started = time.perf_counter()
-    contract = load_contract(DEFAULT_CONTRACT)
-    loaded = load_dataset(str(simulated / "raw"), contract, labels_uri=str(simulated / "labels"))
-    valid = validate_frame(loaded.labeled_frame(), contract).valid
-    splits = split_by_time(valid)
-    model = train_model(splits, contract, TrainParams(max_epochs=max_epochs, patience=max_epochs))
-    out = predict_torch(model, splits.holdout)
-    classes = model.preprocessor.target.classes
-    metrics = compute_metrics(
-        "binary", splits.holdout["is_fraud"], out, classes, model.decision_threshold
-    )
-    slices = slice_metrics(splits.holdout, contract, out, classes, model.decision_threshold)
-    work = Path(tempfile.mkdtemp(prefix="mlops-pure-"))
-    path = export_onnx(model, contract, work / "model.onnx")
-    report = verify_export(path, model, contract, splits.holdout)
-    manifest = build_manifest(
-        model=model,
-        contract=contract,
-        data={"uri": str(simulated)},
-        metrics=metrics,
-        slice_metrics=slices,
-        verification=report.to_dict(),
-        flow_run_id=None,
-    )
-    described = {
-        "task": "binary",
-        "classes": list(classes or []),
-        "decision_threshold": model.decision_threshold,
-    }
-    train = splits.train.reset_index(drop=True)
-    columns = [*contract.feature_names, contract.target.name]
-    outputs = output_frame(predict_torch(model, train), described)
-    frame = pd.concat([train[columns], outputs], axis=1)
-    registry = Registry(str(work / "registry"))
-    version = registry.register(
-        "pure",
-        onnx_path=path,
-        manifest=manifest,
-        reference_profile=profile_to_bytes(profile_frame(frame)),
-        model_card=render_model_card(manifest),
-    )
-    scored = score_onnx(
-        registry.read_onnx("pure", version.version), version.manifest, splits.holdout, contract
-    )
-    policy = GatePolicy().resolved("binary")
-    if decide(scored["roc_auc"], None, policy, challenger_version=version.version).promote:
-        registry.promote("pure", version.version, actor="bench", reason="bench")
-        save_to_bentoml(registry.get("pure", version.version), registry)
-    return time.perf_counter() - started
