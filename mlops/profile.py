@@ -212,20 +212,42 @@ def column_distribution(view: ProfileView, column: str) -> Distribution | None:
 
 
 def ks_test(target: ProfileView, reference: ProfileView, column: str) -> tuple[float, float] | None:
-    """Return whylogs' sketch-based Kolmogorov-Smirnov statistic and p-value for one column.
+    """Return the sketch-based two-sample Kolmogorov-Smirnov statistic and p-value for one column.
 
+    The statistic is whylogs' (largest CDF gap over both sketches' quantiles). The p-value uses
+    the exact distribution for small samples and the asymptotic one past 10,000 effective rows,
+    as scipy's ks_2samp does: whylogs' exact p-value costs ~0.2 s per column at 1M rows.
     None when either side has no numeric values in the column.
     """
     _whylogs()
-    from whylogs.viz.drift.column_drift_algorithms import KS
+    from scipy import stats
+    from whylogs.viz.drift.configs import KSTestConfig
 
-    target_column, reference_column = target.get_column(column), reference.get_column(column)
-    if target_column is None or reference_column is None:
+    target_kll, reference_kll = (_kll(view, column) for view in (target, reference))
+    if target_kll is None or reference_kll is None:
         return None
-    score = KS().calculate(target_column, reference_column)
-    if score is None:
+    quantiles = KSTestConfig().quantiles
+    points = sorted(
+        set(target_kll.get_quantiles(quantiles)) | set(reference_kll.get_quantiles(quantiles))
+    )
+    gaps = np.abs(
+        np.asarray(target_kll.get_cdf(points)[:-1]) - np.asarray(reference_kll.get_cdf(points)[:-1])
+    )
+    statistic = float(gaps.max()) if len(gaps) else 0.0
+    m, n = target_kll.get_n(), reference_kll.get_n()
+    effective = m * n / (m + n)
+    if effective <= 10_000:
+        p_value = float(stats.kstwo.sf(statistic, round(effective)))
+    else:
+        p_value = float(stats.kstwobign.sf(statistic * np.sqrt(effective)))
+    return statistic, p_value
+
+
+def _kll(view: ProfileView, column: str) -> Any:
+    metric = _metric(view, column, "distribution")
+    if metric is None or metric.kll.value.is_empty():
         return None
-    return float(score.statistic), float(score.pvalue)
+    return metric.kll.value
 
 
 def _metric(view: ProfileView, column: str, name: str) -> Any:

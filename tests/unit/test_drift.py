@@ -85,9 +85,10 @@ def test_shifted_columns_drift_with_their_effect_sizes(contract, reference):
 
 
 def test_significant_but_tiny_difference_is_only_possible_drift(contract):
-    # 200k rows a side make a 1% scale change highly significant, yet too small to act on.
+    # 200k rows a side make a 2% scale change highly significant, yet too small to act on
+    # (KLL sketches are randomised: 1% sat too close to alpha to be a stable test).
     big = make_frame(200_000, seed=4)[["amount"]]
-    nudged = make_frame(200_000, seed=5, scale=1.01)[["amount"]]
+    nudged = make_frame(200_000, seed=5, scale=1.02)[["amount"]]
 
     report = feature_drift(profile_frame(big), profile_frame(nudged), contract, columns=["amount"])
 
