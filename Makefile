@@ -14,10 +14,10 @@ export WHYLOGS_NO_ANALYTICS ?= 1
 export DO_NOT_TRACK ?= 1
 export PYTHONUNBUFFERED ?= 1
 
-.PHONY: help setup demo test test-fast lint format bench clean
+.PHONY: help setup setup-browser demo stop test test-fast test-e2e lint format bench clean
 
 help: ## Show the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 setup: $(STAMP) ## Create .venv with torch (pinned, first), the project and dev tools
 
@@ -28,16 +28,25 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-demo: setup ## Simulate 30 days, train on the stable first 2 weeks, show the champion
-	MLOPS_HOME=$(DEMO_HOME) $(BIN)/mlops simulate --days 30 --rows-per-day 5000
-	MLOPS_HOME=$(DEMO_HOME) $(BIN)/mlops train --end 2026-01-15
-	MLOPS_HOME=$(DEMO_HOME) $(BIN)/mlops status
+demo: setup ## The whole loop on a local Prefect server, workers and Bento service (~6 min); left running
+	MLOPS_HOME=$(DEMO_HOME) $(BIN)/mlops demo
+
+stop: ## Stop what `make demo` left running (pids and logs in .mlops/run/)
+	@if [ -x $(BIN)/mlops ]; then MLOPS_HOME=$(DEMO_HOME) $(BIN)/mlops stop; fi
 
 test: setup ## Run the whole test suite
 	$(BIN)/pytest
 
 test-fast: setup ## Run the unit tests only
 	$(BIN)/pytest tests/unit
+
+test-e2e: setup ## Run the end-to-end tests (real server, workers; the browser test needs setup-browser)
+	$(BIN)/pytest tests/e2e
+
+setup-browser: setup ## Install playwright into .venv and Debian's chromium (as root) for the browser test
+	$(BIN)/python -m pip install -q playwright
+	@test -x /usr/bin/chromium || { test "$$(id -u)" = 0 && apt-get install -y chromium; } \
+		|| echo "install Chromium yourself: sudo apt-get install -y chromium"
 
 lint: setup ## ruff (lint + format check) and mypy on mlops/
 	$(BIN)/ruff check .
@@ -48,8 +57,10 @@ format: setup ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: setup ## Run the benchmarks in bench/ (JSON + markdown in bench/results/)
+bench: setup ## Run the benchmarks in bench/ (JSON + markdown in bench/results/), ~20 min
 	$(BIN)/python -m bench.training
+	$(BIN)/python -m bench.serving
+	$(BIN)/python -m bench.monitoring
 
-clean: ## Remove local state (the venv stays)
-	rm -rf $(DEMO_HOME) .pytest_cache .ruff_cache .mypy_cache
+clean: stop ## Stop the demo and remove local state (the venv stays)
+	rm -rf $(DEMO_HOME) .pytest_cache .ruff_cache .mypy_cache test-artifacts

@@ -24,7 +24,7 @@ from tasks.registry import (
     register_challenger,
     scratch_dir,
 )
-from tasks.training import evaluate_model, fit_model, split_data
+from tasks.training import evaluate_model, fit_model, gpu_slot, split_data
 
 
 @flow(name="train-model", log_prints=True)
@@ -58,7 +58,8 @@ def train_model_flow(
 
     # 2. Train and evaluate on the newest rows
     splits = split_data(valid, contract, params)
-    model = fit_model(splits, contract, params)
+    with gpu_slot(params.accelerator):
+        model = fit_model(splits, contract, params)
     metrics, slices = evaluate_model(model, contract, splits.holdout)
 
     # 3. Export, verify, register as challenger

@@ -11,11 +11,13 @@ the processes of `mlops.stack`; what it measures comes from the library.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import secrets
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from mlops import replay, stack
+from mlops import orchestration, replay, stack
 from mlops.contract import load_contract
 from mlops.registry import Registry
 from mlops.scenario import SimulationConfig
@@ -44,7 +46,7 @@ class DemoConfig:
     label_delay_days: int = 1
     seed: int = 42
     max_epochs: int = 8
-    retrain_rows: int = 15000  # retraining uses the newest rows (about five days)
+    cooldown_days: float = 2.5  # no retrain within this many replayed days of the last one
     prefect_port: int = 4200
     serve_port: int = 3000
 
@@ -80,6 +82,9 @@ class Demo:
         self.spans: dict[int, tuple[dt.datetime, dt.datetime]] = {}
         self.admin_token = secrets.token_hex(16)
         self.seen_runs: set[str] = set()  # train-model runs already accounted for
+        self.retrains = 0  # train-model runs the automation started
+        self.serve_port = config.serve_port
+        self.day_seconds = 0.0  # wall-clock length of a replayed day (measured on the first)
 
     # -- the story ------------------------------------------------------------------------------
 
@@ -97,7 +102,8 @@ class Demo:
         for index in range(self.config.train_days, self.config.days):
             self.play_day(index)
         self.fill_live_metrics()
-        self.console.print(render_timeline(self.rows, self.sim))
+        wide = Console(width=max(self.console.width, 126))  # a narrower table wraps every cell
+        wide.print(render_timeline(self.rows, self.sim))
         minutes = (time.monotonic() - began) / 60
         self.step(f"Done in {minutes:.1f} min. Left running (stop them with `make stop`):")
         self.console.print(f"  Prefect UI       {self.stack.ui}")
@@ -121,13 +127,16 @@ class Demo:
 
     def start_orchestration(self) -> None:
         """Start the Prefect server, bootstrap it, deploy prefect.yaml, start the workers."""
-        port = self.port(self.config.prefect_port)
+        port = stack.port_or_free(self.config.prefect_port)
+        self.serve_port = stack.port_or_free(self.config.serve_port)
         api = f"http://127.0.0.1:{port}/api"
         base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLOPS_"))}
         env = stack.prefect_env(base, self.home / "prefect", api) | {
             "MLOPS_HOME": str(self.home),
             "BENTOML_HOME": str(self.home / "bentoml"),
             "MLOPS_ADMIN_TOKEN": self.admin_token,
+            # promote-model and rollback-model (from the UI) tell the service to reload at once
+            "MLOPS_SERVING_URL": f"http://127.0.0.1:{self.serve_port}",
             "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
         }
         self.stack = Stack(api=api, ui=f"http://127.0.0.1:{port}", env=env)
@@ -147,13 +156,13 @@ class Demo:
         """Run deployments/bootstrap.py with the demo's variables (small, fast training)."""
         c = self.config
         values = {
-            "mlops_train_data": {"last_rows": c.retrain_rows},
+            "mlops_train_data": {},  # every landed day
             "mlops_train_hyperparameters": {"max_epochs": c.max_epochs, "patience": 2},
             "mlops_monitor_labels_uri": str(self.landed / "labels"),
         }
         command = [sys.executable, str(REPO_ROOT / "deployments" / "bootstrap.py")]
         for name, value in values.items():
-            command += ["--set", f"{name}={_json(value)}"]
+            command += ["--set", f"{name}={json.dumps(value)}"]
         for line in stack.run_checked(command, self.stack.env, REPO_ROOT, "bootstrap").splitlines():
             self.console.print(f"  {line}")
 
@@ -161,7 +170,7 @@ class Demo:
         """Train v1 on every landed day through the train-model deployment."""
         self.step(f"Training v1 on days 1-{self.config.train_days} through train-model/train-model")
         state, result = self.run_deployment(
-            "train-model/train-model", {"data": {}, "reason": "demo: the first model"}
+            "train-model/train-model", {"reason": "demo: the first model"}
         )
         if not state.is_completed() or not result.get("promoted"):
             raise stack.StackError(f"the first training did not promote a model: {state} {result}")
@@ -169,7 +178,7 @@ class Demo:
 
     def start_serving(self) -> None:
         """Serve the champion with `mlops serve` (polls the registry every second)."""
-        port = self.port(self.config.serve_port)
+        port = self.serve_port
         env = self.stack.env | {
             "MLOPS_RELOAD_INTERVAL_S": "1",
             "MLOPS_LOG_FLUSH_S": "1",
@@ -181,12 +190,12 @@ class Demo:
 
     def play_day(self, index: int) -> None:
         """Land the day, send its traffic, monitor it, and follow a retrain it triggers."""
+        began = time.monotonic()
         self.land(index)
         day = self.sim.date_of(index)
         served = replay.send_traffic(self.stack.service, replay.day_records(self.world, day))
-        start = served.first_at.replace(microsecond=0)  # type: ignore[union-attr]
-        end = served.last_at + dt.timedelta(seconds=2)  # type: ignore[operator]
-        self.wait_logged(start, served.rows)
+        start, end = served.span
+        replay.wait_logged(self.settings, start, served.rows)
         self.spans[index] = (start, end)
         row = DayRow(index, day, served.rows, served.rejected, sorted(served.versions))
         self.rows.append(row)
@@ -198,6 +207,7 @@ class Demo:
             f"[bold]day {index + 1:2d}[/] {day}  served {served.rows} (refused {served.rejected}) "
             f"with {','.join(row.versions)}; {monitor.get('explanation', '')}"
         )
+        self.day_seconds = self.day_seconds or time.monotonic() - began
         if monitor.get("event_emitted"):
             row.action = self.follow_retrain(monitor)
 
@@ -205,7 +215,7 @@ class Demo:
         """Run monitor-model on the day's window; performance on yesterday's labelled rows."""
         since = self.spans.get(index - self.config.label_delay_days, (start, end))[0]
         thresholds = {
-            "cooldown_hours": 0,
+            "cooldown_hours": self.cooldown_hours(),
             "min_new_rows": 1000,
             "min_labelled_rows": 500,
             "performance_lookback_hours": (end - since).total_seconds() / 3600 + 0.001,
@@ -220,95 +230,58 @@ class Demo:
             raise stack.StackError(f"monitor-model failed on day {index + 1}: {state}")
         return result
 
+    def cooldown_hours(self) -> float:
+        """Return the policy's cooldown: `cooldown_days` replayed days after a triggered retrain.
+
+        The policy's clock is the wall clock, on which a replayed day lasts `day_seconds`; v1
+        was trained before the traffic began, so no cooldown holds before the first retrain.
+        """
+        if not self.retrains:
+            return 0.0
+        return self.config.cooldown_days * self.day_seconds / 3600
+
     # -- Prefect ----------------------------------------------------------------------------------
 
     def run_deployment(self, name: str, parameters: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         """Run a deployment through the workers; return its final state and result."""
-        from prefect.deployments import run_deployment
-
-        run = run_deployment(name, parameters=parameters, timeout=900)
+        run = orchestration.run_deployment(name, parameters)
         self.seen_runs.add(str(run.id))
-        return run.state, _result(run.state)
+        return run.state, orchestration.result_of(run.state)
 
     def follow_retrain(self, monitor: dict[str, Any]) -> str:
         """Wait for the train-model run the automation started; wait for serving to reload."""
         self.console.print(f"  [yellow]event {monitor['event']}[/]: waiting for the automation")
-        run = self.triggered_run(timeout_s=120)
+        run = orchestration.new_run("train-model", self.seen_runs, timeout_s=120)
         if run is None:
-            return f"{monitor['event']}: no train-model run started"
+            return "no train-model run started"
+        self.retrains += 1
+        self.seen_runs.add(str(run.id))
         self.console.print(f"  automation started train-model run {run.name!r}; training...")
-        state = self.wait_final(run.id, timeout_s=900)
-        result = _result(state)
+        state = orchestration.wait_final(run.id, timeout_s=900)
+        result = orchestration.result_of(state)
         if not state.is_completed():
-            return f"retrain {run.name} failed: {state.message}"
+            return f"retrain failed: {state.name}"
         version = result["version"]
         if not result.get("promoted"):
             self.console.print(f"  [red]{version} refused[/]: {result['verdict']}")
-            return f"retrained: {version} refused by the gate"
+            return f"{version} refused"
         waited = self.wait_served(version)
         self.console.print(f"  [green]{version} promoted[/]; serving reloaded it in {waited:.0f} s")
-        return f"retrained ({monitor['reason']}): {version} promoted, serving reloaded"
-
-    def triggered_run(self, timeout_s: float) -> Any:
-        """Return the newest train-model run not started by the demo itself (None on timeout)."""
-        from prefect.client.orchestration import get_client
-        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
-        from prefect.client.schemas.sorting import FlowRunSort
-
-        deadline = time.monotonic() + timeout_s
-        with get_client(sync_client=True) as client:
-            while time.monotonic() < deadline:
-                runs = client.read_flow_runs(
-                    deployment_filter=DeploymentFilter(
-                        name=DeploymentFilterName(any_=["train-model"])
-                    ),
-                    sort=FlowRunSort.EXPECTED_START_TIME_DESC,
-                    limit=5,
-                )
-                fresh = [r for r in runs if str(r.id) not in self.seen_runs]
-                if fresh:
-                    self.seen_runs.add(str(fresh[0].id))
-                    return fresh[0]
-                time.sleep(1)
-        return None
-
-    def wait_final(self, run_id: Any, timeout_s: float) -> Any:
-        """Poll a flow run until it is in a final state; return the state."""
-        from prefect.client.orchestration import get_client
-
-        deadline = time.monotonic() + timeout_s
-        with get_client(sync_client=True) as client:
-            while time.monotonic() < deadline:
-                state = client.read_flow_run(run_id).state
-                if state is not None and state.is_final():
-                    return state
-                time.sleep(2)
-        raise stack.StackError(f"flow run {run_id} did not finish in {timeout_s:.0f} s")
+        return f"{version} promoted"
 
     def wait_served(self, version: str, timeout_s: float = 60) -> float:
         """Wait until the service answers with `version`; return the seconds it took."""
         began = time.monotonic()
         stack.wait_until(
-            lambda: httpx.get(f"{self.stack.service}/model", timeout=5).json().get("version")
-            == version,
+            lambda: (
+                httpx.get(f"{self.stack.service}/model", timeout=5).json().get("version") == version
+            ),
             timeout_s,
             f"serving to reload {version}",
         )
         return time.monotonic() - began
 
     # -- measuring ------------------------------------------------------------------------------
-
-    def wait_logged(self, start: dt.datetime, rows: int) -> None:
-        """Wait until the service has logged the day's rows (profiles are written with them)."""
-        from mlops.prediction_log import read_prediction_log
-
-        predictions = self.settings.store("predictions")
-        stack.wait_until(
-            lambda: len(read_prediction_log(predictions, self.settings.model_name, start)) >= rows,
-            60,
-            "the service to log the day's predictions",
-        )
-        time.sleep(1.5)  # the profile of the last second is written on the next flush
 
     def fill_live_metrics(self) -> None:
         """Score each served day on its labels, for the days whose labels have landed."""
@@ -319,39 +292,17 @@ class Demo:
         }
         for row in self.rows:
             start, end = self.spans[row.index]
-            row.live = replay.live_performance(
-                self.settings.store("predictions"),
-                self.settings.model_name,
-                str(self.landed / "labels"),
-                contract,
-                manifests,
-                start,
-                end,
-            )
-
-    def port(self, wanted: int) -> int:
-        """Return `wanted` if it is free on 127.0.0.1, else any free port."""
-        try:
-            with __import__("socket").create_server(("127.0.0.1", wanted)):
-                return wanted
-        except OSError:
-            return stack.free_port()
+            with warnings.catch_warnings():  # float32 probabilities: sklearn's log-loss warns
+                warnings.simplefilter("ignore", UserWarning)
+                row.live = replay.live_performance(
+                    self.settings.store("predictions"),
+                    self.settings.model_name,
+                    str(self.landed / "labels"),
+                    contract,
+                    manifests,
+                    start,
+                    end,
+                )
 
     def step(self, text: str) -> None:
         self.console.print(f"[bold cyan]==>[/] {text}")
-
-
-def _result(state: Any) -> dict[str, Any]:
-    """Return a final state's persisted result (an empty dict when there is none)."""
-    try:
-        result = state.result(raise_on_failure=False)
-    except Exception:
-        return {}
-    return result if isinstance(result, dict) else {}
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
-

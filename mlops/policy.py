@@ -177,8 +177,10 @@ def _performance_clause(inputs: PolicyInputs, policy: RetrainPolicy) -> tuple[bo
 def _blocker(inputs: PolicyInputs, policy: RetrainPolicy) -> str:
     """Say what holds a retrain back (cooldown, too little new data), or return an empty string."""
     if inputs.last_retrain is not None:
-        since = inputs.now - inputs.last_retrain
-        if since < policy.cooldown:
+        # A window that ends before the last registration (replayed or late traffic) counts as
+        # "just retrained", not as a negative age that no cooldown could clear.
+        since = max(inputs.now - inputs.last_retrain, dt.timedelta(0))
+        if policy.cooldown > dt.timedelta(0) and since < policy.cooldown:
             return (
                 f"the last retrain was {_duration(since)} ago, "
                 f"within the {_duration(policy.cooldown)} cooldown"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pandas as pd
 from mlops.contract import Contract
 from mlops.performance import join_labels, performance_by_version
 from mlops.prediction_log import read_prediction_log
+from mlops.settings import Settings
 from mlops.sources import read_frame
 
 
@@ -40,17 +42,27 @@ def day_records(world: Path, day: dt.date) -> list[dict[str, Any]]:
 
 @dataclass
 class Served:
-    """What one day of traffic did: rows answered, rows refused, versions that answered."""
+    """What one day of traffic did: rows answered, rows refused, versions that answered, when."""
 
+    first_at: dt.datetime
+    last_at: dt.datetime | None = None
     rows: int = 0
     rejected: int = 0
     versions: set[str] = field(default_factory=set)
-    first_at: dt.datetime | None = None
-    last_at: dt.datetime | None = None
+
+    @property
+    def span(self) -> tuple[dt.datetime, dt.datetime]:
+        """Return [start, end) in whole seconds around the traffic (profile windows are 1 s)."""
+        end = (self.last_at or self.first_at) + dt.timedelta(seconds=2)
+        return self.first_at.replace(microsecond=0), end
 
 
 def send_traffic(
-    url: str, records: list[dict[str, Any]], *, batch: int = 250, headers: dict[str, str] | None = None
+    url: str,
+    records: list[dict[str, Any]],
+    *,
+    batch: int = 250,
+    headers: dict[str, str] | None = None,
 ) -> Served:
     """POST records to /predict in batches; drop the records a 400 names and send the rest again."""
     served = Served(first_at=dt.datetime.now(dt.UTC))
@@ -62,9 +74,9 @@ def send_traffic(
                 bad = refused_indexes(answer.json())
                 served.rejected += len(bad)
                 chunk = [r for i, r in enumerate(chunk) if i not in bad]
-                answer = client.post("/predict", json={"records": chunk}) if chunk else None
-            if answer is None:
-                continue
+                if not chunk:
+                    continue
+                answer = client.post("/predict", json={"records": chunk})
             answer.raise_for_status()
             served.rows += len(chunk)
             served.versions.add(answer.json()["model_version"])
@@ -82,6 +94,17 @@ def refused_indexes(body: dict[str, Any]) -> set[int]:
     if not found:
         raise ValueError(f"a 400 answer that names no record: {str(body)[:300]}")
     return found
+
+
+def wait_logged(settings: Settings, start: dt.datetime, rows: int, timeout_s: float = 60) -> None:
+    """Wait until the service has logged `rows` rows served since `start` (and their profiles)."""
+    predictions = settings.store("predictions")
+    deadline = time.monotonic() + timeout_s
+    while len(read_prediction_log(predictions, settings.model_name, start)) < rows:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the service logged fewer than {rows} rows in {timeout_s:.0f} s")
+        time.sleep(0.5)
+    time.sleep(1.5)  # the profile of the newest second is written on the next flush
 
 
 def live_performance(

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import pandas as pd
+import torch
 from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
 from prefect.logging import get_run_logger
 
 from mlops.contract import Contract
 from mlops.evaluate import compute_metrics, slice_metrics
 from mlops.train import Splits, TrainedModel, TrainParams, predict_torch, split_by_time, train_model
+
+GPU_LIMIT = "gpu"  # the global concurrency limit `mlops bootstrap` creates (one slot per GPU)
 
 
 @task(name="split-by-time", cache_policy=NO_CACHE)
@@ -27,6 +32,17 @@ def split_data(frame: pd.DataFrame, contract: Contract, params: TrainParams) -> 
         description="Time-ordered splits (holdout is the newest)",
     )
     return splits
+
+
+def gpu_slot(accelerator: str) -> AbstractContextManager[Any]:
+    """Hold one slot of the `gpu` concurrency limit while training on a CUDA device.
+
+    Strict: a missing limit fails the run instead of letting two runs share a GPU. CPU runs
+    (accelerator "cpu", or no CUDA device) take no slot.
+    """
+    if accelerator == "cpu" or not torch.cuda.is_available():
+        return nullcontext()
+    return concurrency(GPU_LIMIT, occupy=1, strict=True)
 
 
 @task(name="train-network", cache_policy=NO_CACHE)

@@ -181,3 +181,18 @@ def test_no_features_tested_is_said_plainly():
 def test_invalid_policies_are_refused(field, value, message):
     with pytest.raises(ValueError, match=message):
         RetrainPolicy(**{field: value})
+
+
+def test_a_window_ending_before_the_last_retrain_is_not_held_by_a_zero_cooldown() -> None:
+    import datetime as dt
+
+    from mlops.policy import PolicyInputs, RetrainPolicy, decide_retrain
+
+    now = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    inputs = PolicyInputs(
+        now=now, new_rows=5000, n_features=11, n_drifted=5, previous_drift_shares=(0.5,),
+        last_retrain=now + dt.timedelta(minutes=5),
+    )  # fmt: skip
+    assert decide_retrain(inputs, RetrainPolicy(cooldown=dt.timedelta(0))).retrain
+    held = decide_retrain(inputs, RetrainPolicy(cooldown=dt.timedelta(hours=1)))
+    assert not held.retrain and "cooldown" in held.explanation

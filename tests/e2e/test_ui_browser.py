@@ -1,0 +1,119 @@
+"""The Prefect UI in headless Chromium: a custom run of train-model from its form, to Completed.
+
+Needs Debian's `chromium` (apt-get install -y chromium) and Python's `playwright`
+(pip install playwright; never `playwright install`: it drives the system Chromium).
+The screenshots stay in test-artifacts/e2e/.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e.e2e_support import MODEL, E2EStack
+from mlops.settings import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "e2e"
+REASON = "browser: custom run from the UI form"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Any:
+    """Headless system Chromium driven by playwright (skipped when either is missing)."""
+    if not CHROMIUM.exists() and shutil.which("chromium") is None:
+        pytest.skip("no Chromium: install it with `apt-get install -y chromium`")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="no playwright: `pip install playwright` into .venv"
+    )
+    executable = str(CHROMIUM) if CHROMIUM.exists() else shutil.which("chromium")
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=args)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def test_custom_run_of_train_model_from_the_ui_form_reaches_completed(
+    prefect_api: E2EStack, browser: Any
+) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    deployment = read_deployment("train-model/train-model")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(30_000)
+    try:
+        # The deployment's page, its Run menu, the custom run form
+        page.goto(f"{prefect_api.ui}/deployments/deployment/{deployment.id}")
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_text("Custom run", exact=True).click()
+        page.wait_for_url(re.compile(r".*/run(\?.*)?$"))
+
+        # Change two parameters: the reason, and the epochs inside `training`
+        form_field(page, "reason").locator("textarea").fill(REASON)
+        epochs = form_field(page, "Max Epochs").locator("input[type=number]")
+        epochs.fill("1")
+        page.screenshot(path=str(ARTIFACTS / "custom-run-form.png"), full_page=True)
+        page.get_by_role("button", name="Submit", exact=True).click()
+
+        run = wait_for_run(REASON, timeout_s=240, e2e=prefect_api)
+        assert run.state.is_completed(), f"{run.state}\n{prefect_api.logs()}"
+        assert run.parameters["training"]["max_epochs"] == 1
+
+        # The run's page shows Completed
+        page.goto(f"{prefect_api.ui}/runs/flow-run/{run.id}")
+        page.get_by_text("Completed").first.wait_for()
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=str(ARTIFACTS / "flow-run-completed.png"), full_page=True)
+    except BaseException:  # pytest.fail too
+        page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
+        raise
+    finally:
+        page.close()
+    # (a state's result() is a coroutine inside playwright's event loop: read the registry)
+    (version,) = [
+        v for v in prefect_api.registry.list_versions(MODEL)
+        if v.manifest["flow_run_id"] == str(run.id)
+    ]  # fmt: skip
+    assert version.manifest["reason"] == REASON
+    assert version.manifest["parameters"]["max_epochs"] == 1
+
+
+def form_field(page: Any, label: str) -> Any:
+    """Return the schema form's property whose label starts with `label`."""
+    title = page.locator(".schema-form-property__label", has_text=re.compile(f"^{label}"))
+    return page.locator(".schema-form-property", has=title).last
+
+
+def read_deployment(name: str) -> Any:
+    """Read a deployment by flow/deployment name."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_deployment_by_name(name)
+
+
+def wait_for_run(reason: str, timeout_s: float, e2e: E2EStack) -> Any:
+    """Wait for the train-model run with this reason to reach a final state; return it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    deadline = time.time() + timeout_s
+    with get_client(sync_client=True) as client:
+        while time.time() < deadline:
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["train-model"]))
+            )
+            mine = [r for r in runs if r.parameters.get("reason") == reason]
+            if mine and mine[0].state is not None and mine[0].state.is_final():
+                return mine[0]
+            time.sleep(2)
+    seen = [(r.name, r.parameters.get("reason"), r.state_name) for r in runs]
+    pytest.fail(f"the UI's run did not finish in {timeout_s} s; runs: {seen}\n{e2e.logs()}")
