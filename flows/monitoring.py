@@ -8,6 +8,7 @@ from typing import Any
 from prefect import flow
 
 from flows.parameters import MonitorThresholds, MonitorWindow
+from mlops.evaluate import PRIMARY_METRIC
 from mlops.policy import PolicyInputs, RetrainPolicy, decide_retrain
 from mlops.profile import profile_summary
 from mlops.registry import Registry
@@ -98,7 +99,7 @@ def _utc(moment: datetime) -> datetime:
 
 def retrain_policy(thresholds: MonitorThresholds, task: str) -> RetrainPolicy:
     """Build the policy from the flow's thresholds (metric from the task)."""
-    metric = {"binary": "roc_auc", "multiclass": "macro_f1", "regression": "r2"}[task]
+    metric = PRIMARY_METRIC[task]
     return RetrainPolicy(
         drift_share=thresholds.drift_share,
         consecutive_windows=thresholds.consecutive_windows,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import tempfile
 from typing import Any
 
 from prefect import flow
@@ -22,7 +22,6 @@ from tasks.registry import (
     gate_challenger,
     reference_profile,
     register_challenger,
-    scratch_dir,
 )
 from tasks.training import evaluate_model, fit_model, gpu_slot, split_data
 
@@ -63,8 +62,7 @@ def train_model_flow(
     metrics, slices = evaluate_model(model, contract, splits.holdout)
 
     # 3. Export, verify, register as challenger
-    workdir = scratch_dir()
-    try:
+    with tempfile.TemporaryDirectory(prefix="mlops-export-") as workdir:
         onnx_path, report = export_and_verify(model, contract, splits.holdout, workdir)
         lineage = data_lineage(data_uri, labels_uri, splits, contract.timestamp_column, valid)
         manifest = build_manifest(
@@ -86,8 +84,6 @@ def train_model_flow(
             actor=f"train-model/{run_id}",
             reference=reference_profile(model, contract, splits.train),
         )
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
 
     # 4. Gate against the champion on the same holdout
     policy = GatePolicy(gate.metric, gate.floor, gate.max_regression).resolved(contract.task)

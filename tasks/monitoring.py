@@ -102,7 +102,7 @@ def write_drift_report(
     fs, path = fsspec.core.url_to_fs(url)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     write_atomic(fs, path, drift_report_html(window, reference).encode())
-    link = url if "://" in url else f"file://{fs._strip_protocol(path)}"
+    link = url if "://" in url else fs.unstrip_protocol(path)
     create_link_artifact(
         key="drift-report",
         link=link,
@@ -115,8 +115,7 @@ def write_drift_report(
 @task(name="record-decision", cache_policy=NO_CACHE)
 def record_decision(settings: Settings, model_name: str, result: dict[str, Any]) -> None:
     """Append this window's figures to the monitoring history (the policy reads it next time)."""
-    url = f"{settings.store('monitoring')}/{model_name}/history.jsonl"
-    fs, path = fsspec.core.url_to_fs(url)
+    fs, path = _history_file(settings, model_name)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     previous = fs.cat_file(path) if fs.exists(path) else b""
     write_atomic(fs, path, previous + json.dumps(result, default=str).encode() + b"\n")
@@ -124,11 +123,15 @@ def record_decision(settings: Settings, model_name: str, result: dict[str, Any])
 
 def read_history(settings: Settings, model_name: str) -> list[dict[str, Any]]:
     """Return the monitoring history, oldest first."""
-    url = f"{settings.store('monitoring')}/{model_name}/history.jsonl"
-    fs, path = fsspec.core.url_to_fs(url)
+    fs, path = _history_file(settings, model_name)
     if not fs.exists(path):
         return []
     return [json.loads(line) for line in fs.cat_file(path).decode().splitlines() if line.strip()]
+
+
+def _history_file(settings: Settings, model_name: str) -> tuple[Any, str]:
+    """Return the file system and path of a model's monitoring history."""
+    return fsspec.core.url_to_fs(f"{settings.store('monitoring')}/{model_name}/history.jsonl")
 
 
 @task(name="publish-decision", cache_policy=NO_CACHE)

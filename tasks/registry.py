@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -146,8 +145,3 @@ def gate_challenger(
     )
     log.info(decision.verdict)
     return decision
-
-
-def scratch_dir() -> str:
-    """Return a fresh temporary folder for export files."""
-    return tempfile.mkdtemp(prefix="mlops-export-")
