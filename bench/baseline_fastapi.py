@@ -19,10 +19,10 @@ import torch
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
-from mlops.api_schema import build_record_model
-from mlops.contract import load_contract
+from mlops.contract.api_model import build_record_model
+from mlops.contract.spec import load_contract
 from mlops.settings import get_settings
-from mlops.train import TrainedModel, predict_torch
+from mlops.training.train import TrainedModel, predict_torch
 
 SETTINGS = get_settings()
 CONTRACT = load_contract(SETTINGS.contract)

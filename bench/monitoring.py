@@ -40,7 +40,7 @@ WINDOWS = 12
 
 def make_rows(n: int, first_day: int, drift: bool) -> pd.DataFrame:
     """Return n stable simulator rows from `first_day` on; with `drift`, shift DRIFTED columns."""
-    from mlops.simulate import SimulationConfig, generate_day
+    from mlops.data.simulate import SimulationConfig, generate_day
 
     days = -(-n // 5000)
     config = SimulationConfig(days=first_day + days, rows_per_day=5000, seed=7, scenario="stable")
@@ -56,7 +56,7 @@ def make_rows(n: int, first_day: int, drift: bool) -> pd.DataFrame:
 
 
 def _features(frame: pd.DataFrame) -> pd.DataFrame:
-    from mlops.contract import load_contract
+    from mlops.contract.spec import load_contract
     from mlops.settings import DEFAULT_CONTRACT
 
     return frame[list(load_contract(DEFAULT_CONTRACT).feature_names)]
@@ -64,9 +64,9 @@ def _features(frame: pd.DataFrame) -> pd.DataFrame:
 
 def whylogs_path(work: str, queue: Any) -> None:
     """Merge the window profiles and compare with the reference profile (monitor-model's work)."""
-    from mlops.contract import load_contract
-    from mlops.drift import feature_drift
-    from mlops.profile import merge_profiles, profile_from_bytes
+    from mlops.contract.spec import load_contract
+    from mlops.monitoring.drift import feature_drift
+    from mlops.monitoring.profile import merge_profiles, profile_from_bytes
     from mlops.settings import DEFAULT_CONTRACT
 
     profile_from_bytes(Path(work, "reference.bin").read_bytes())  # import whylogs before timing
@@ -130,7 +130,7 @@ def _in_process(target: Any, work: str, repeats: int = 3) -> dict[str, Any]:
 
 def prepare(work: Path, rows: int) -> dict[str, float]:
     """Write reference and target rows (Parquet) and their profiles (serving's job, timed)."""
-    from mlops.profile import profile_frame, profile_to_bytes
+    from mlops.monitoring.profile import profile_frame, profile_to_bytes
 
     days = -(-rows // 5000)
     reference = _features(make_rows(rows, 0, False))
@@ -152,7 +152,7 @@ def retrain_cycle(work: Path) -> dict[str, Any]:
     os.environ["MLOPS_HOME"] = str(work / "home")
     from flows.parameters import Hyperparameters
     from flows.training import train_model_flow
-    from mlops.simulate import SimulationConfig, simulate
+    from mlops.data.simulate import SimulationConfig, simulate
 
     simulate(str(work / "home" / "data" / "simulated"), SimulationConfig(scenario="stable"))
     started = time.perf_counter()

@@ -46,10 +46,10 @@ class Plan:
 
 def bench_onnxruntime(setup: Setup, plan: Plan) -> dict[str, Any]:
     """Time session.run on the service's feeds, alone and from concurrent threads."""
-    from mlops.api_schema import RecordColumns, build_record_model
-    from mlops.contract import load_contract
-    from mlops.inference import load_from_registry
-    from mlops.registry import Registry
+    from mlops.contract.api_model import RecordColumns, build_record_model
+    from mlops.contract.spec import load_contract
+    from mlops.inference.model import load_from_registry
+    from mlops.registry.store import Registry
     from mlops.settings import DEFAULT_CONTRACT, get_settings
 
     settings = get_settings()

@@ -29,14 +29,14 @@ def prepare(work: Path, *, seed: int = 1, max_epochs: int = 2) -> Setup:
     """Train once; register the ONNX export as champion and keep the PyTorch model."""
     import torch
 
-    from mlops.card import build_manifest, render_model_card
-    from mlops.contract import load_contract
-    from mlops.export import export_onnx
-    from mlops.profile import profile_frame, profile_to_bytes
-    from mlops.registry import Registry
+    from mlops.contract.spec import load_contract
+    from mlops.monitoring.profile import profile_frame, profile_to_bytes
+    from mlops.registry.store import Registry
+    from mlops.release.card import build_manifest, render_model_card
+    from mlops.release.export import export_onnx
+    from mlops.release.verify import verify_export
     from mlops.settings import DEFAULT_CONTRACT
-    from mlops.train import TrainParams, split_by_time, train_model
-    from mlops.verify import verify_export
+    from mlops.training.train import TrainParams, split_by_time, train_model
 
     contract = load_contract(DEFAULT_CONTRACT)
     rows = simulated_rows(contract.target.name)
@@ -65,7 +65,7 @@ def simulated_rows(target: str, days: int = 8, rows_per_day: int = 1000, seed: i
     """Return labelled simulator rows (features, id, timestamp and target), as the tests do."""
     import pandas as pd
 
-    from mlops.simulate import SimulationConfig, generate_day
+    from mlops.data.simulate import SimulationConfig, generate_day
 
     config = SimulationConfig(days=days, rows_per_day=rows_per_day, scenario="stable", seed=seed)
     frames = []

@@ -8,11 +8,11 @@ from typing import Any
 from prefect import flow
 
 from flows.parameters import MonitorThresholds, MonitorWindow
-from mlops.evaluate import PRIMARY_METRIC
-from mlops.policy import PolicyInputs, RetrainPolicy, decide_retrain
-from mlops.profile import profile_summary
-from mlops.registry import Registry
+from mlops.monitoring.policy import PolicyInputs, RetrainPolicy, decide_retrain
+from mlops.monitoring.profile import profile_summary
+from mlops.registry.store import Registry
 from mlops.settings import Settings, get_settings
+from mlops.training.evaluate import PRIMARY_METRIC
 from tasks.data import read_contract
 from tasks.monitoring import (
     measure_drift,

@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect import flow
 
-from mlops.registry import Registry
+from mlops.registry.store import Registry
 from mlops.settings import get_settings
 from tasks.promotion import (
     check_version,

@@ -9,13 +9,13 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.parameters import DataSpec, GateSpec, Hyperparameters
-from mlops.card import build_manifest
-from mlops.gate import GatePolicy
-from mlops.lineage import data_fingerprint
-from mlops.registry import Registry
+from mlops.data.sources import Window
+from mlops.registry.store import Registry
+from mlops.release.card import build_manifest
+from mlops.release.gate import GatePolicy
+from mlops.release.lineage import data_fingerprint
 from mlops.settings import get_settings
-from mlops.sources import Window
-from mlops.train import TrainParams
+from mlops.training.train import TrainParams
 from tasks.data import load_data, read_contract, validate_data
 from tasks.registry import (
     export_and_verify,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect.events import DeploymentEventTrigger
 
-from mlops.policy import EVENTS
+from mlops.monitoring.policy import EVENTS
 
 # Rendered by the server when the trigger fires (Jinja, with the triggering `event` in context).
 # A template with text outside its one `{{ }}` renders to a plain string, as `reason` expects.

@@ -20,13 +20,13 @@ import fsspec
 import numpy as np
 import pandas as pd
 
-from mlops.contract import Contract, load_contract
-from mlops.inference import LoadedModel, load_from_registry
-from mlops.outputs import output_frame
-from mlops.profile import merge_profiles, profile_frame, profile_to_bytes
-from mlops.registry import Registry
-from mlops.sources import DataSourceError, list_data_files, load_dataset
-from mlops.validate import validate_frame, write_quarantine
+from mlops.contract.spec import Contract, load_contract
+from mlops.data.sources import DataSourceError, list_data_files, load_dataset
+from mlops.data.validate import validate_frame, write_quarantine
+from mlops.inference.model import LoadedModel, load_from_registry
+from mlops.inference.outputs import output_frame
+from mlops.monitoring.profile import merge_profiles, profile_frame, profile_to_bytes
+from mlops.registry.store import Registry
 
 VERSION_COLUMN = "model_version"
 _EXTENSION_RE = re.compile(r"\.(csv|csv\.gz|parquet|pq)$", re.IGNORECASE)

@@ -10,10 +10,15 @@ from typing import Any
 
 import pandas as pd
 
-from mlops.inference import LoadedModel, ModelLoadError, load_from_directory, load_from_registry
-from mlops.prediction_log import LogSettings, PredictionLogger
-from mlops.profile import profile_frame
-from mlops.registry import Registry
+from mlops.inference.model import (
+    LoadedModel,
+    ModelLoadError,
+    load_from_directory,
+    load_from_registry,
+)
+from mlops.monitoring.prediction_log import LogSettings, PredictionLogger
+from mlops.monitoring.profile import profile_frame
+from mlops.registry.store import Registry
 from mlops.settings import Settings
 
 log = logging.getLogger("mlops.serving")

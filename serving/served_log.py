@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops.api_schema import RecordColumns
-from mlops.inference import LoadedModel
-from mlops.outputs import output_frame
-from mlops.prediction_log import PredictionLogger, utc_now
+from mlops.contract.api_model import RecordColumns
+from mlops.inference.model import LoadedModel
+from mlops.inference.outputs import output_frame
+from mlops.monitoring.prediction_log import PredictionLogger, utc_now
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from mlops.api_schema import PredictResponse, RecordColumns, build_record_model, render_response
-from mlops.contract import load_contract
-from mlops.inference import LoadedModel
+from mlops.contract.api_model import (
+    PredictResponse,
+    RecordColumns,
+    build_record_model,
+    render_response,
+)
+from mlops.contract.spec import load_contract
+from mlops.inference.model import LoadedModel
 from mlops.settings import get_settings
 from serving.batching import MicroBatcher
 from serving.observability import RejectionCounter, service_metrics

@@ -9,9 +9,9 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from mlops.contract import Contract, load_contract
-from mlops.sources import LoadedData, Window, load_dataset
-from mlops.validate import ValidationResult, validate_frame, write_quarantine
+from mlops.contract.spec import Contract, load_contract
+from mlops.data.sources import LoadedData, Window, load_dataset
+from mlops.data.validate import ValidationResult, validate_frame, write_quarantine
 
 
 @task(name="load-contract", cache_policy=NO_CACHE)

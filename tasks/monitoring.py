@@ -17,17 +17,17 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.logging import get_run_logger
 
-from mlops.constraints import ConstraintReport, check_constraints
-from mlops.contract import Contract
-from mlops.drift import DriftReport, feature_drift
-from mlops.locking import write_atomic
-from mlops.performance import join_labels, performance_by_version
-from mlops.policy import RetrainDecision
-from mlops.prediction_log import read_prediction_log, read_window_profiles
-from mlops.profile import drift_report_html, profile_from_bytes
-from mlops.registry import ModelVersion, Registry
+from mlops.contract.spec import Contract
+from mlops.data.sources import read_frame
+from mlops.monitoring.constraints import ConstraintReport, check_constraints
+from mlops.monitoring.drift import DriftReport, feature_drift
+from mlops.monitoring.performance import join_labels, performance_by_version
+from mlops.monitoring.policy import RetrainDecision
+from mlops.monitoring.prediction_log import read_prediction_log, read_window_profiles
+from mlops.monitoring.profile import drift_report_html, profile_from_bytes
+from mlops.registry.locking import write_atomic
+from mlops.registry.store import ModelVersion, Registry
 from mlops.settings import Settings
-from mlops.sources import read_frame
 
 
 @task(name="merge-window-profiles", cache_policy=NO_CACHE)

@@ -11,10 +11,10 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from mlops.bento_store import save_to_bentoml
-from mlops.inference import ModelLoadError, load_from_registry
-from mlops.registry import ModelVersion, Registry
+from mlops.inference.model import ModelLoadError, load_from_registry
+from mlops.registry.store import ModelVersion, Registry
 from mlops.settings import Settings
+from serving.bento_store import save_to_bentoml
 
 HISTORY_ROWS = 10
 

@@ -11,17 +11,17 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from mlops.bento_store import save_to_bentoml
-from mlops.card import render_model_card
-from mlops.contract import Contract
-from mlops.export import export_onnx
-from mlops.gate import GateDecision, GatePolicy, decide, decision_markdown
-from mlops.outputs import output_frame
-from mlops.profile import profile_frame, profile_to_bytes
-from mlops.registry import ModelVersion, Registry
-from mlops.scoring import IncompatibleModelError, score_onnx
-from mlops.train import TrainedModel, predict_torch
-from mlops.verify import VerificationReport, verify_export
+from mlops.contract.spec import Contract
+from mlops.inference.outputs import output_frame
+from mlops.inference.scoring import IncompatibleModelError, score_onnx
+from mlops.monitoring.profile import profile_frame, profile_to_bytes
+from mlops.registry.store import ModelVersion, Registry
+from mlops.release.card import render_model_card
+from mlops.release.export import export_onnx
+from mlops.release.gate import GateDecision, GatePolicy, decide, decision_markdown
+from mlops.release.verify import VerificationReport, verify_export
+from mlops.training.train import TrainedModel, predict_torch
+from serving.bento_store import save_to_bentoml
 
 
 @task(name="export-and-verify", cache_policy=NO_CACHE)

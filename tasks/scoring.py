@@ -15,7 +15,7 @@ from prefect_dask import DaskTaskRunner
 
 from mlops import batch_scoring
 from mlops.batch_scoring import BatchTarget, Partition, PartitionReport
-from mlops.registry import Registry
+from mlops.registry.store import Registry
 from mlops.settings import Settings, get_settings
 
 

@@ -13,9 +13,16 @@ from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.logging import get_run_logger
 
-from mlops.contract import Contract
-from mlops.evaluate import compute_metrics, slice_metrics
-from mlops.train import Splits, TrainedModel, TrainParams, predict_torch, split_by_time, train_model
+from mlops.contract.spec import Contract
+from mlops.training.evaluate import compute_metrics, slice_metrics
+from mlops.training.train import (
+    Splits,
+    TrainedModel,
+    TrainParams,
+    predict_torch,
+    split_by_time,
+    train_model,
+)
 
 GPU_LIMIT = "gpu"  # the global concurrency limit `mlops bootstrap` creates (one slot per GPU)
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from e2e.e2e_support import WORLD, E2EStack, bootstrap_command, stack_env
-from mlops import stack
+from mlops.data.simulate import simulate
 from mlops.settings import REPO_ROOT
-from mlops.simulate import simulate
+from stack import services as stack
+from tests.support.e2e import WORLD, E2EStack, bootstrap_command, stack_env
 
 
 @pytest.fixture(scope="package")

@@ -18,7 +18,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from e2e.e2e_support import (
+from flows.triggers import RETRAIN_REASON, retrain_trigger
+from mlops.data.simulate import generate_day
+from mlops.inference.model import load_from_registry
+from mlops.inference.outputs import output_frame
+from mlops.monitoring.policy import EVENTS
+from mlops.monitoring.prediction_log import LogSettings, PredictionLogger
+from mlops.settings import REPO_ROOT
+from stack import services as stack
+from tests.support.e2e import (
     MODEL,
     TRAIN_END,
     VARIABLES,
@@ -28,14 +36,6 @@ from e2e.e2e_support import (
     result_of,
     run_deployment,
 )
-from flows.triggers import RETRAIN_REASON, retrain_trigger
-from mlops import stack
-from mlops.inference import load_from_registry
-from mlops.outputs import output_frame
-from mlops.policy import EVENTS
-from mlops.prediction_log import LogSettings, PredictionLogger
-from mlops.settings import REPO_ROOT
-from mlops.simulate import generate_day
 
 pytestmark = pytest.mark.slow
 DEPLOYMENTS = {
@@ -275,7 +275,7 @@ def test_score_batch_deployment_scores_partitions_with_the_champion(
 
 def serve_day(home: Path, day: int, at: dt.datetime) -> None:
     """Log a simulated day the way the service does (features, outputs, version, time served)."""
-    from mlops.registry import Registry
+    from mlops.registry.store import Registry
 
     model = load_from_registry(Registry(str(home / "registry")), MODEL, prefer_gpu=False)
     features, _ = generate_day(WORLD, day)

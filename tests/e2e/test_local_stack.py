@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from mlops import processes
-from mlops.replay import Served, land_partition, refused_indexes
-from mlops.simulate import SimulationConfig
-from mlops.timeline import DayRow, live_figures, render_timeline, short_decision
+from mlops.data.simulate import SimulationConfig
+from stack import processes
+from stack.replay import Served, land_partition, refused_indexes
+from stack.timeline import DayRow, live_figures, render_timeline, short_decision
 
 # A parent that starts a child in a session of its own (as BentoML starts its workers), then waits.
 PARENT = """

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from e2e.e2e_support import MODEL, E2EStack
 from mlops.settings import REPO_ROOT
+from tests.support.e2e import MODEL, E2EStack
 
 pytestmark = pytest.mark.slow
 CHROMIUM = Path("/usr/bin/chromium")

@@ -14,30 +14,30 @@ from typing import Any
 
 import httpx
 import pytest
-from loop_support import (
-    Loop,
-    artifact_keys,
-    day_records,
-    delete_automations,
-    post_records,
-    serving_support,
-    train_model_runner,
-)
 from prefect.settings import PREFECT_API_URL
 
 from flows.monitoring import monitor_model_flow
 from flows.parameters import DataSpec, Hyperparameters, MonitorThresholds, MonitorWindow
 from flows.training import train_model_flow
 from flows.triggers import retrain_trigger
-from mlops.contract import load_contract
-from mlops.policy import EVENTS
-from mlops.prediction_log import read_prediction_log
-from mlops.registry import Registry
-from mlops.scoring import score_onnx
+from mlops.contract.spec import load_contract
+from mlops.data.simulate import SimulationConfig, simulate
+from mlops.data.sources import Window, load_dataset
+from mlops.data.validate import validate_frame
+from mlops.inference.scoring import score_onnx
+from mlops.monitoring.policy import EVENTS
+from mlops.monitoring.prediction_log import read_prediction_log
+from mlops.registry.store import Registry
 from mlops.settings import DEFAULT_CONTRACT
-from mlops.simulate import SimulationConfig, simulate
-from mlops.sources import Window, load_dataset
-from mlops.validate import validate_frame
+from tests.support import service
+from tests.support.loop import (
+    Loop,
+    artifact_keys,
+    day_records,
+    delete_automations,
+    post_records,
+    train_model_runner,
+)
 
 pytestmark = pytest.mark.slow
 MODEL = "fraud-loop"  # not the default name: other tests' events must not fire this trigger
@@ -118,7 +118,6 @@ def test_served_concept_drift_triggers_a_retrain_whose_better_model_serving_relo
 ) -> None:
     home, started = Path(mlops_home), datetime.now(UTC)
     simulated = home / "data" / "simulated"
-    serving = serving_support()
     simulate(str(simulated), CONFIG)
     with ExitStack() as stack:
         # 1. The runner starts (it registers train-model and its trigger) while v1 trains
@@ -130,11 +129,11 @@ def test_served_concept_drift_triggers_a_retrain_whose_better_model_serving_relo
         assert v1["promoted"] and v1["version"] == "v1", v1["verdict"]
 
         # 2. Serve v1 and replay the concept-drifted days through HTTP
-        server_env = serving.server_env(
+        server_env = service.server_env(
             home, home / "registry", MLOPS_MODEL_NAME=MODEL, MLOPS_RELOAD_INTERVAL_S="1",
             MLOPS_PROFILE_WINDOW_S="60",
         )  # fmt: skip
-        server = stack.enter_context(serving.bentoml_server(server_env, tmp_path / "server.log"))
+        server = stack.enter_context(service.bentoml_server(server_env, tmp_path / "server.log"))
         loop = Loop(runner, server, f"train-model/{DEPLOYMENT}")
         automation = loop.registered_automation(TRIGGER.name)
         records = [r for d in SERVED_DAYS for r in day_records(simulated, CONFIG.date_of(d))]

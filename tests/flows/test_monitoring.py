@@ -13,17 +13,17 @@ from prefect.events.filters import EventFilter, EventNameFilter
 
 from flows.monitoring import monitor_model_flow
 from flows.parameters import MonitorThresholds, MonitorWindow
-from mlops.card import build_manifest, render_model_card
-from mlops.contract import load_contract
-from mlops.export import export_onnx
-from mlops.inference import load_from_registry
-from mlops.outputs import output_frame
-from mlops.prediction_log import LogSettings, PredictionLogger
-from mlops.registry import Registry
+from mlops.contract.spec import load_contract
+from mlops.data.simulate import SimulationConfig, generate_day, simulate
+from mlops.inference.model import load_from_registry
+from mlops.inference.outputs import output_frame
+from mlops.monitoring.prediction_log import LogSettings, PredictionLogger
+from mlops.registry.store import Registry
+from mlops.release.card import build_manifest, render_model_card
+from mlops.release.export import export_onnx
+from mlops.release.verify import verify_export
 from mlops.settings import DEFAULT_CONTRACT
-from mlops.simulate import SimulationConfig, generate_day, simulate
-from mlops.train import TrainParams, split_by_time, train_model
-from mlops.verify import verify_export
+from mlops.training.train import TrainParams, split_by_time, train_model
 from tasks.registry import reference_profile
 
 pytestmark = pytest.mark.slow
@@ -44,8 +44,8 @@ def champion_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = train_model(splits, contract, TrainParams(max_epochs=6, seed=1))
     path = export_onnx(model, contract, home / "model.onnx")
     report = verify_export(path, model, contract, splits.holdout)
-    from mlops.evaluate import compute_metrics
-    from mlops.train import predict_torch
+    from mlops.training.evaluate import compute_metrics
+    from mlops.training.train import predict_torch
 
     metrics = compute_metrics(
         "binary",

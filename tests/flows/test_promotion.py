@@ -11,13 +11,13 @@ from typing import Any
 
 import bentoml
 import pytest
-from model_support import MODEL, copy_registry
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from flows.promotion import promote_model_flow, rollback_model_flow
-from mlops.registry import Registry
+from mlops.registry.store import Registry
 from tasks.promotion import PromotionRefused
+from tests.support.models import MODEL, copy_registry
 
 pytestmark = pytest.mark.slow
 

@@ -9,16 +9,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from model_support import MODEL, copy_registry
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from flows.scoring import score_batch_flow
 from mlops.batch_scoring import BatchTarget, list_partitions, score_partition
-from mlops.profile import profile_from_bytes, profile_summary
-from mlops.simulate import SimulationConfig, simulate
-from mlops.sources import DataSourceError
+from mlops.data.simulate import SimulationConfig, simulate
+from mlops.data.sources import DataSourceError
+from mlops.monitoring.profile import profile_from_bytes, profile_summary
 from tasks.scoring import BatchTaskRunner
+from tests.support.models import MODEL, copy_registry
 
 pytestmark = pytest.mark.slow
 BAD_DAY = "date=2026-01-02"

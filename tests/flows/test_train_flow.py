@@ -13,14 +13,14 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 
 from flows.parameters import DataSpec, GateSpec, Hyperparameters
 from flows.training import train_model_flow
-from mlops.contract import load_contract
-from mlops.lineage import data_fingerprint
-from mlops.registry import Registry
-from mlops.scoring import score_onnx
-from mlops.simulate import SimulationConfig, simulate
-from mlops.sources import load_dataset
-from mlops.train import split_by_time
-from mlops.validate import validate_frame
+from mlops.contract.spec import load_contract
+from mlops.data.simulate import SimulationConfig, simulate
+from mlops.data.sources import load_dataset
+from mlops.data.validate import validate_frame
+from mlops.inference.scoring import score_onnx
+from mlops.registry.store import Registry
+from mlops.release.lineage import data_fingerprint
+from mlops.training.train import split_by_time
 
 pytestmark = pytest.mark.slow
 TEST_CONTRACTS = Path(__file__).resolve().parents[1] / "contracts"

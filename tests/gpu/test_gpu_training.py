@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mlops.contract import load_contract
-from mlops.export import export_onnx
+from mlops.contract.spec import load_contract
+from mlops.data.simulate import SimulationConfig, generate_day
+from mlops.release.export import export_onnx
+from mlops.release.verify import create_session, verify_export
 from mlops.settings import DEFAULT_CONTRACT
-from mlops.simulate import SimulationConfig, generate_day
-from mlops.train import TrainParams, split_by_time, train_model
-from mlops.verify import create_session, verify_export
+from mlops.training.train import TrainParams, split_by_time, train_model
 
 pytestmark = [
     pytest.mark.gpu,

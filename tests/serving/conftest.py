@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serving_support import MODEL, open_client, register_trained, simulated_rows
 
-from mlops.contract import load_contract
-from mlops.registry import Registry
+from mlops.contract.spec import load_contract
+from mlops.registry.store import Registry
 from mlops.settings import DEFAULT_CONTRACT
+from tests.support.service import MODEL, open_client, register_trained, simulated_rows
 
 __all__ = ["MODEL", "register_trained", "simulated_rows"]  # helpers other scripts import from here
 

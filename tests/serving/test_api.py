@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serving_support import MODEL, counter_value, open_client, served_records
 
-from mlops.registry import Registry
+from mlops.registry.store import Registry
+from tests.support.service import MODEL, counter_value, open_client, served_records
 
 BAD_INDEX = 1  # the bad record sits between two good ones: errors must point at it
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from serving_support import bentoml_server, served_records, server_env
+
+from tests.support.service import bentoml_server, served_records, server_env
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent

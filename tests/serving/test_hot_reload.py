@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
-from serving_support import MODEL, bentoml_server, metric_value, served_records, server_env
 
-from mlops.registry import Registry
+from mlops.registry.store import Registry
+from tests.support.service import MODEL, bentoml_server, metric_value, served_records, server_env
 
 pytestmark = pytest.mark.slow
 

@@ -10,10 +10,10 @@ from typing import Any
 import bentoml
 import httpx
 import pytest
-from serving_support import MODEL, bentoml_server, metric_value, served_records, server_env
 
-from mlops.prediction_log import read_prediction_log, read_window_profiles
-from mlops.profile import profile_summary
+from mlops.monitoring.prediction_log import read_prediction_log, read_window_profiles
+from mlops.monitoring.profile import profile_summary
+from tests.support.service import MODEL, bentoml_server, metric_value, served_records, server_env
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from mlops.bento_store import bento_name, save_to_bentoml
-from mlops.registry import Registry, RegistryError
+from mlops.registry.store import Registry, RegistryError
+from serving.bento_store import bento_name, save_to_bentoml
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ import json
 from typing import Any
 
 import pytest
-from synthetic import trained
 
-from mlops.card import build_manifest, render_model_card
-from mlops.features import Preprocessor
-from mlops.verify import VerificationReport
+from mlops.release.card import build_manifest, render_model_card
+from mlops.release.verify import VerificationReport
+from mlops.training.features import Preprocessor
+from tests.support.synthetic import trained
 
 DATA = {
     "uri": "memory://data/raw",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mlops.cli import app
+from stack.cli import app
 
 runner = CliRunner()
 

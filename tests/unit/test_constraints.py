@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops.constraints import check_constraints
-from mlops.contract import Contract, parse_contract
-from mlops.profile import profile_frame
+from mlops.contract.spec import Contract, parse_contract
+from mlops.monitoring.constraints import check_constraints
+from mlops.monitoring.profile import profile_frame
 
 CHANNELS = ["online", "pos", "contactless"]
 

@@ -12,8 +12,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlops.contract import ColumnSpec, Contract, ContractError, load_contract, parse_contract
-from mlops.validate import validate_frame
+from mlops.contract.spec import ColumnSpec, Contract, ContractError, load_contract, parse_contract
+from mlops.data.validate import validate_frame
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_CONTRACTS = ROOT / "tests" / "contracts"

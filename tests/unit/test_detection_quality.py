@@ -12,13 +12,13 @@ from functools import cache
 
 import pytest
 
-from mlops.constraints import check_constraints
-from mlops.contract import Contract, load_contract
-from mlops.drift import feature_drift
-from mlops.policy import PolicyInputs, RetrainDecision, RetrainPolicy, decide_retrain
-from mlops.profile import ProfileView, merge_profiles, profile_frame
-from mlops.scenario import ScenarioName, SimulationConfig, drift_timeline
-from mlops.simulate import SIMULATOR_CONTRACT, generate_day
+from mlops.contract.spec import Contract, load_contract
+from mlops.data.scenario import ScenarioName, SimulationConfig, drift_timeline
+from mlops.data.simulate import SIMULATOR_CONTRACT, generate_day
+from mlops.monitoring.constraints import check_constraints
+from mlops.monitoring.drift import feature_drift
+from mlops.monitoring.policy import PolicyInputs, RetrainDecision, RetrainPolicy, decide_retrain
+from mlops.monitoring.profile import ProfileView, merge_profiles, profile_frame
 
 SEEDS = (1, 2, 3, 4)
 ROWS = 5000

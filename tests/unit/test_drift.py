@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops import drift
-from mlops.contract import Contract, parse_contract
-from mlops.drift import DriftThresholds, chi_square, feature_drift, hellinger
-from mlops.profile import profile_frame
+from mlops.contract.spec import Contract, parse_contract
+from mlops.monitoring import drift
+from mlops.monitoring.drift import DriftThresholds, chi_square, feature_drift, hellinger
+from mlops.monitoring.profile import profile_frame
 
 CHANNELS = ("online", "pos", "contactless")
 

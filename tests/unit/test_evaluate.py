@@ -8,9 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn import metrics as skm
-from synthetic import make_contract
 
-from mlops.evaluate import (
+from mlops.training.evaluate import (
     HIGHER_IS_BETTER,
     PRIMARY_METRIC,
     best_threshold,
@@ -19,6 +18,7 @@ from mlops.evaluate import (
     metric_delta,
     slice_metrics,
 )
+from tests.support.synthetic import make_contract
 
 Y_BINARY = pd.Series([0, 0, 1, 1, 0, 1, 0, 1])
 P_POSITIVE = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9, 0.6, 0.7])

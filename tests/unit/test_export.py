@@ -11,13 +11,13 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 from onnx import TensorProto, numpy_helper
-from synthetic import CLASSES, TASKS, make_frame, trained, unseen_rows
 
-import mlops.sessions
-from mlops.contract import Contract
-from mlops.export import export_onnx, onnx_feed, output_name, read_metadata
-from mlops.train import TrainedModel, predict_torch
-from mlops.verify import ExportVerificationError, create_session, run_session, verify_export
+import mlops.inference.sessions
+from mlops.contract.spec import Contract
+from mlops.release.export import export_onnx, onnx_feed, output_name, read_metadata
+from mlops.release.verify import ExportVerificationError, create_session, run_session, verify_export
+from mlops.training.train import TrainedModel, predict_torch
+from tests.support.synthetic import CLASSES, TASKS, make_frame, trained, unseen_rows
 
 Exported = tuple[Contract, TrainedModel, Path]
 
@@ -172,7 +172,9 @@ def test_onnx_feed_gives_float32_numbers_and_strings_with_empty_for_missing() ->
     assert feed["tier"].tolist() == [str(v) for v in frame["tier"]]
 
 
-@pytest.mark.skipif(mlops.sessions.nvidia_driver_present(), reason="an NVIDIA driver is loaded")
+@pytest.mark.skipif(
+    mlops.inference.sessions.nvidia_driver_present(), reason="an NVIDIA driver is loaded"
+)
 def test_create_session_reports_cpu_without_an_nvidia_driver(exported: Exported) -> None:
     session, device = create_session(exported[2])
 
@@ -180,14 +182,16 @@ def test_create_session_reports_cpu_without_an_nvidia_driver(exported: Exported)
     assert session.get_providers() == ["CPUExecutionProvider"]
 
 
-@pytest.mark.skipif(mlops.sessions.nvidia_driver_present(), reason="an NVIDIA driver is loaded")
+@pytest.mark.skipif(
+    mlops.inference.sessions.nvidia_driver_present(), reason="an NVIDIA driver is loaded"
+)
 def test_create_session_reports_cpu_when_the_listed_cuda_provider_cannot_load(
     exported: Exported, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip("this onnxruntime build does not list CUDA")
     path = exported[2]
-    monkeypatch.setattr(mlops.sessions, "nvidia_driver_present", lambda: True)
+    monkeypatch.setattr(mlops.inference.sessions, "nvidia_driver_present", lambda: True)
 
     session, device = create_session(path.read_bytes())
 

@@ -7,9 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from synthetic import make_contract, make_frame
 
-from mlops.features import (
+from mlops.training.features import (
     OOV_INDEX,
     Preprocessor,
     TargetEncoding,
@@ -22,6 +21,7 @@ from mlops.features import (
     numeric_array,
     numeric_values,
 )
+from tests.support.synthetic import make_contract, make_frame
 
 
 def test_vocabulary_lookup_maps_known_values_to_their_position_plus_one() -> None:

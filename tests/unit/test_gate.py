@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlops.gate import DEFAULT_FLOORS, GatePolicy, decide, decision_markdown
+from mlops.release.gate import DEFAULT_FLOORS, GatePolicy, decide, decision_markdown
 
 AUC = GatePolicy(metric="roc_auc", floor=0.70, max_regression=0.01)
 

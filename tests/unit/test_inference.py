@@ -8,19 +8,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from synthetic import TASKS, make_frame, trained, unseen_rows
 
-from mlops.api_schema import (
+from mlops.contract.api_model import (
     PredictResponse,
     RecordColumns,
     build_record_model,
     format_predictions,
     render_response,
 )
-from mlops.card import build_manifest
-from mlops.export import export_onnx
-from mlops.inference import load_model_bytes
+from mlops.inference.model import load_model_bytes
+from mlops.release.card import build_manifest
+from mlops.release.export import export_onnx
 from serving.batching import MicroBatcher
+from tests.support.synthetic import TASKS, make_frame, trained, unseen_rows
 
 
 @pytest.fixture(scope="module", params=TASKS)

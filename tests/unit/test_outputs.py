@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlops.outputs import output_frame
+from mlops.inference.outputs import output_frame
 
 
 def test_binary_outputs_apply_the_decision_threshold_not_argmax() -> None:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from mlops.policy import PolicyInputs, RetrainPolicy, decide_retrain
+from mlops.monitoring.policy import PolicyInputs, RetrainPolicy, decide_retrain
 
 NOW = dt.datetime(2026, 1, 16, 12, 0)
 POLICY = RetrainPolicy(drift_share=0.3, consecutive_windows=2)
@@ -186,7 +186,7 @@ def test_invalid_policies_are_refused(field, value, message):
 def test_a_window_ending_before_the_last_retrain_is_not_held_by_a_zero_cooldown() -> None:
     import datetime as dt
 
-    from mlops.policy import PolicyInputs, RetrainPolicy, decide_retrain
+    from mlops.monitoring.policy import PolicyInputs, RetrainPolicy, decide_retrain
 
     now = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
     inputs = PolicyInputs(

@@ -8,14 +8,14 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-import mlops.prediction_log as prediction_log
-from mlops.prediction_log import (
+import mlops.monitoring.prediction_log as prediction_log
+from mlops.monitoring.prediction_log import (
     LogSettings,
     PredictionLogger,
     read_prediction_log,
     read_window_profiles,
 )
-from mlops.profile import profile_summary
+from mlops.monitoring.profile import profile_summary
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 WINDOW = timedelta(seconds=300)

@@ -1,4 +1,4 @@
-"""Tests for whylogs profiling through mlops.profile."""
+"""Tests for whylogs profiling through mlops.monitoring.profile."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops.profile import (
+from mlops.monitoring.profile import (
     merge_profiles,
     profile_frame,
     profile_from_bytes,

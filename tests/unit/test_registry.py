@@ -17,8 +17,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from mlops.locking import STALE_LOCK_S
-from mlops.registry import (
+from mlops.registry.locking import STALE_LOCK_S
+from mlops.registry.store import (
     AliasNotSetError,
     ConcurrentUpdateError,
     IntegrityError,

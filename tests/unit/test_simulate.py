@@ -15,7 +15,7 @@ import yaml
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
-from mlops.simulate import (
+from mlops.data.simulate import (
     SIMULATOR_CONTRACT,
     SimulationConfig,
     SimulationResult,

@@ -11,8 +11,8 @@ import fsspec
 import pandas as pd
 import pytest
 
-from mlops.contract import Contract, load_contract
-from mlops.sources import (
+from mlops.contract.spec import Contract, load_contract
+from mlops.data.sources import (
     DataSourceError,
     Window,
     list_data_files,

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from synthetic import FAST, make_contract, make_frame, trained
 
-from mlops.contract import Contract
-from mlops.features import OOV_INDEX, encode_features, encode_target
-from mlops.train import TrainedModel, TrainParams, params_dict, split_by_time, train_model
+from mlops.contract.spec import Contract
+from mlops.training.features import OOV_INDEX, encode_features, encode_target
+from mlops.training.train import TrainedModel, TrainParams, params_dict, split_by_time, train_model
+from tests.support.synthetic import FAST, make_contract, make_frame, trained
 
 
 def _train(task: str, params: TrainParams, frame: pd.DataFrame | None = None) -> TrainedModel:

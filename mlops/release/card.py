@@ -1,0 +1,120 @@
+"""Assemble a version's manifest (its lineage) and its human-readable model card."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlops.contract.spec import Contract
+from mlops.release.export import output_name
+from mlops.release.lineage import code_version, package_versions
+from mlops.settings import REPO_ROOT
+from mlops.training.train import TrainedModel, params_dict
+
+
+def build_manifest(
+    *,
+    model: TrainedModel,
+    contract: Contract,
+    data: dict[str, Any],
+    metrics: dict[str, float],
+    slice_metrics: list[dict[str, Any]],
+    verification: dict[str, Any],
+    flow_run_id: str | None,
+) -> dict[str, Any]:
+    """Return everything needed to reproduce, serve and audit a model version.
+
+    `data` holds the data lineage: uri, labels_uri, fingerprint, training window, split rows.
+    The registry adds version, created_at and onnx_sha256.
+    """
+    prep = model.preprocessor
+    return {
+        "contract": {
+            "name": contract.name,
+            "fingerprint": contract.fingerprint,
+            "source": contract.source,
+        },
+        "contract_fingerprint": contract.fingerprint,
+        "task": prep.target.task,
+        "classes": list(prep.target.classes or []),
+        "decision_threshold": model.decision_threshold,
+        "inputs": [
+            {"name": c.name, "type": "float32" if c.is_numeric else "string"}
+            for c in contract.features
+        ],
+        "output": output_name(prep.target.task),
+        "preprocessor": prep.to_dict(),
+        "data": data,
+        "parameters": params_dict(model.params),
+        "training": {
+            "device": model.device,
+            "epochs": model.epochs,
+            "best_epoch": model.best_epoch,
+            "best_val_loss": model.best_val_loss,
+            "seconds": round(model.seconds, 2),
+        },
+        "metrics": metrics,
+        "slice_metrics": slice_metrics,
+        "verification": verification,
+        "onnxruntime_device": verification.get("device"),
+        "code": code_version(REPO_ROOT),
+        "packages": package_versions(),
+        "flow_run_id": flow_run_id,
+    }
+
+
+def render_model_card(manifest: dict[str, Any], *, version: str = "(unregistered)") -> str:
+    """Render a markdown model card from a manifest."""
+    data, training, verify = manifest["data"], manifest["training"], manifest["verification"]
+    lines = [
+        f"# Model card: {manifest['contract']['name']} {manifest.get('version', version)}",
+        "",
+        f"- Task: **{manifest['task']}**"
+        + (f", classes {manifest['classes']}" if manifest["classes"] else ""),
+        f"- Contract fingerprint: `{manifest['contract_fingerprint'][:16]}`",
+        f"- Data: `{data.get('uri')}`, window {data.get('window_from')} to {data.get('window_to')}",
+        f"- Rows: train {data.get('train_rows')}, validation {data.get('val_rows')}, "
+        f"holdout {data.get('holdout_rows')}; "
+        f"data fingerprint `{str(data.get('fingerprint'))[:16]}`",
+        f"- Trained on **{training['device']}**: {training['epochs']} epochs "
+        f"(best {training['best_epoch']}) in {training['seconds']} s",
+        f"- Code: {manifest['code'].get('git_sha')} (dirty: {manifest['code'].get('dirty')})",
+        f"- Prefect flow run: {manifest.get('flow_run_id')}",
+        "",
+        "## Holdout metrics",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v:.4f} |" for k, v in manifest["metrics"].items()]
+    if manifest.get("slice_metrics"):
+        lines += ["", "## Slices", "", _slice_table(manifest["slice_metrics"])]
+    lines += [
+        "",
+        "## Export verification",
+        "",
+        f"- {verify['checker']}",
+        f"- ONNX vs PyTorch on {verify['parity_rows']} holdout rows: max |diff| "
+        f"{verify['max_abs_diff']:.2e} (tolerance {verify['tolerance']:.0e}); unseen categories "
+        f"{verify['oov_max_abs_diff']:.2e}",
+        f"- onnxruntime on **{verify['device']}** ({', '.join(verify['providers'])}): p50 "
+        f"{verify['p50_ms_batch1']:.3f} ms at batch 1, {verify['p50_ms_batch256']:.3f} ms at 256",
+        "",
+        "## Inputs",
+        "",
+        ", ".join(f"`{i['name']}` ({i['type']})" for i in manifest["inputs"]),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _slice_table(rows: list[dict[str, Any]]) -> str:
+    metric_names = [k for k in rows[0] if k not in {"slice", "value", "rows"}]
+    head = "| slice | value | rows | " + " | ".join(metric_names) + " |"
+    sep = "|---" * (3 + len(metric_names)) + "|"
+    body = [
+        f"| {r['slice']} | {r['value']} | {r['rows']} | "
+        + " | ".join(f"{r[m]:.4f}" for m in metric_names)
+        + " |"
+        for r in rows
+    ]
+    return "\n".join([head, sep, *body])

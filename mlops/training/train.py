@@ -1,0 +1,191 @@
+"""Split by time, fit preprocessing on the training split, and train with Lightning."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+
+from mlops.contract.spec import Contract
+from mlops.training.evaluate import best_threshold
+from mlops.training.features import Preprocessor, encode_features, encode_target, fit_preprocessor
+from mlops.training.model import BestWeights, TabularDataModule, TabularModel
+from mlops.training.network import InferencePipeline, OutputHead
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Hyperparameters and split fractions of one training run."""
+
+    max_epochs: int = 25
+    batch_size: int = 512
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-5
+    hidden: tuple[int, ...] = (128, 64)
+    dropout: float = 0.1
+    patience: int = 4
+    seed: int = 42
+    accelerator: str = "auto"
+    val_fraction: float = 0.15
+    holdout_fraction: float = 0.15
+    max_vocab: int = 5000
+    min_category_count: int = 2
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train, validation and holdout frames, in time order."""
+
+    train: pd.DataFrame
+    val: pd.DataFrame
+    holdout: pd.DataFrame
+
+    def describe(self, timestamp: str | None) -> list[dict[str, Any]]:
+        """Return one row per split: rows and time range (or row range)."""
+        rows = []
+        for name, frame in (("train", self.train), ("val", self.val), ("holdout", self.holdout)):
+            first = frame[timestamp].min() if timestamp and len(frame) else None
+            last = frame[timestamp].max() if timestamp and len(frame) else None
+            rows.append({"split": name, "rows": len(frame), "from": str(first), "to": str(last)})
+        return rows
+
+
+@dataclass
+class TrainedModel:
+    """A fitted preprocessor and network, with what the run observed."""
+
+    preprocessor: Preprocessor
+    module: TabularModel
+    params: TrainParams
+    device: str
+    epochs: int
+    best_epoch: int
+    best_val_loss: float
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    decision_threshold: float = 0.5
+
+    def pipeline(self) -> InferencePipeline:
+        """Return the eval-mode CPU inference pipeline (network + head)."""
+        net = self.module.net.to("cpu").eval()
+        t = self.preprocessor.target
+        head = OutputHead(t.task, t.mean, t.std)
+        return InferencePipeline(net, head, len(self.preprocessor.numeric)).eval()
+
+
+def split_by_time(
+    frame: pd.DataFrame, *, val_fraction: float = 0.15, holdout_fraction: float = 0.15
+) -> Splits:
+    """Cut an already time-ordered frame into train, validation and holdout, newest last."""
+    n = len(frame)
+    n_hold = round(n * holdout_fraction)
+    n_val = round(n * val_fraction)
+    if n - n_hold - n_val < 10 or n_val < 1 or n_hold < 1:
+        raise ValueError(f"{n} rows are too few to split into train/validation/holdout")
+    a, b = n - n_hold - n_val, n - n_hold
+    return Splits(frame.iloc[:a], frame.iloc[a:b], frame.iloc[b:])
+
+
+def _arrays(frame: pd.DataFrame, prep: Preprocessor, target: str) -> tuple[np.ndarray, ...]:
+    num, cat = encode_features(frame, prep)
+    return num, cat, encode_target(frame[target], prep.target)
+
+
+def train_model(
+    splits: Splits, contract: Contract, params: TrainParams, *, progress: bool = False
+) -> TrainedModel:
+    """Fit preprocessing on the train split and train with early stopping on validation loss."""
+    pl.seed_everything(params.seed, workers=True, verbose=False)
+    prep = fit_preprocessor(
+        splits.train, contract, max_vocab=params.max_vocab, min_count=params.min_category_count
+    )
+    module = TabularModel(
+        task=contract.task,
+        numeric_mean=[s.mean for s in prep.numeric],
+        numeric_std=[s.std for s in prep.numeric],
+        null_indicator=[s.null_indicator for s in prep.numeric],
+        vocab_sizes=[v.size for v in prep.categorical],
+        n_outputs=prep.target.n_outputs,
+        hidden=params.hidden,
+        dropout=params.dropout,
+        learning_rate=params.learning_rate,
+        weight_decay=params.weight_decay,
+    )
+    target = contract.target.name
+    data = TabularDataModule(
+        _arrays(splits.train, prep, target),  # type: ignore[arg-type]
+        _arrays(splits.val, prep, target),  # type: ignore[arg-type]
+        batch_size=params.batch_size,
+        seed=params.seed,
+    )
+    best = BestWeights()
+    trainer = _trainer(params, best, progress)
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=data)
+    device = str(trainer.strategy.root_device)
+    seconds = time.perf_counter() - started
+    log.info("trained %d epochs on %s in %.1fs", trainer.current_epoch, device, seconds)
+    trained = TrainedModel(
+        preprocessor=prep,
+        module=module.eval(),
+        params=params,
+        device=describe_device(device),
+        epochs=trainer.current_epoch,
+        best_epoch=best.best_epoch,
+        best_val_loss=best.best_score,
+        seconds=seconds,
+        history=best.history,
+    )
+    if contract.task == "binary":
+        y01 = encode_target(splits.val[target], prep.target)
+        trained.decision_threshold = best_threshold(y01, predict_torch(trained, splits.val)[:, 1])
+    return trained
+
+
+def _trainer(params: TrainParams, best: BestWeights, progress: bool) -> pl.Trainer:
+    early = pl.callbacks.EarlyStopping(monitor="val_loss", patience=params.patience, mode="min")
+    gpu = params.accelerator in ("gpu", "cuda") or (
+        params.accelerator == "auto" and torch.cuda.is_available()
+    )
+    return pl.Trainer(
+        max_epochs=params.max_epochs,
+        accelerator=params.accelerator,
+        devices=1,
+        callbacks=[early, best],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        deterministic="warn" if gpu else True,
+    )
+
+
+def describe_device(device: str) -> str:
+    """Return a readable device name, with the GPU model when on CUDA."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        index = torch.device(device).index or 0
+        return f"{device} ({torch.cuda.get_device_name(index)})"
+    return device
+
+
+def predict_torch(model: TrainedModel, frame: pd.DataFrame) -> np.ndarray:
+    """Predict with the PyTorch pipeline on raw rows: probabilities [N, C] or values [N]."""
+    num, cat = encode_features(frame, model.preprocessor)
+    pipeline = model.pipeline()
+    columns = [torch.from_numpy(num[:, j]) for j in range(num.shape[1])]
+    columns += [torch.from_numpy(cat[:, j]) for j in range(cat.shape[1])]
+    with torch.no_grad():
+        return pipeline(*columns).numpy()
+
+
+def params_dict(params: TrainParams) -> dict[str, Any]:
+    """Return the parameters as a JSON-ready dict."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(params).items()}

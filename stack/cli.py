@@ -1,0 +1,264 @@
+"""The `mlops` command: simulate data, train in-process, and show the registry's state.
+
+This is the composition root for local work: `mlops train` imports the Prefect flow lazily.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mlops.settings import get_settings
+
+app = typer.Typer(
+    help="Continuous training on Prefect: simulate, train, inspect.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+
+
+def _quiet_telemetry() -> None:
+    for key, value in (
+        ("PREFECT_SERVER_ANALYTICS_ENABLED", "false"),
+        ("BENTOML_DO_NOT_TRACK", "true"),
+        ("WHYLOGS_NO_ANALYTICS", "1"),
+        ("DO_NOT_TRACK", "1"),
+    ):
+        os.environ.setdefault(key, value)
+
+
+@app.command()
+def simulate(
+    out: Annotated[str | None, typer.Option(help="Output folder or URL.")] = None,
+    days: Annotated[int, typer.Option(help="Days to simulate.")] = 30,
+    rows_per_day: Annotated[int, typer.Option(help="Transactions per day.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    scenario: Annotated[str, typer.Option(help="drift or stable.")] = "drift",
+    label_delay_days: Annotated[int, typer.Option(help="Days until labels arrive.")] = 3,
+    start_date: Annotated[str, typer.Option(help="First day (YYYY-MM-DD).")] = "2026-01-01",
+) -> None:
+    """Write simulated card transactions, delayed labels and the scenario's ground truth."""
+    from mlops.data.scenario import SimulationConfig
+    from mlops.data.simulate import simulate as run
+
+    out = out or f"{get_settings().data.rstrip('/')}/simulated"
+    config = SimulationConfig(
+        days=days,
+        rows_per_day=rows_per_day,
+        seed=seed,
+        label_delay_days=label_delay_days,
+        start_date=dt.date.fromisoformat(start_date),
+        scenario=scenario,  # type: ignore[arg-type]  # checked by SimulationConfig
+    )
+    result = run(out, config, progress=True)
+    console.print(f"[bold]{result.rows}[/] rows ({result.fraud_rows} fraud) in {result.out}")
+    for event in result.events:
+        console.print(f"  {event.start} .. {event.end}  {event.kind:16} {event.description}")
+
+
+@app.command()
+def train(
+    data_uri: Annotated[
+        str | None, typer.Option(help="Data file/folder (default: simulated).")
+    ] = None,
+    labels_uri: Annotated[str | None, typer.Option(help="Separate label files.")] = None,
+    contract: Annotated[str | None, typer.Option(help="Contract YAML.")] = None,
+    model_name: Annotated[str | None, typer.Option(help="Registry model name.")] = None,
+    start: Annotated[str | None, typer.Option(help="Window start (ISO time).")] = None,
+    end: Annotated[str | None, typer.Option(help="Window end (ISO time, exclusive).")] = None,
+    max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs.")] = 25,
+    accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
+) -> None:
+    """Run the train-model flow in this process and print the outcome."""
+    _quiet_telemetry()
+    from flows.parameters import DataSpec, Hyperparameters
+    from flows.training import train_model_flow
+
+    data = DataSpec(
+        contract=contract,
+        data_uri=data_uri,
+        labels_uri=labels_uri,
+        start=dt.datetime.fromisoformat(start) if start else None,
+        end=dt.datetime.fromisoformat(end) if end else None,
+    )
+    result = train_model_flow(
+        model_name=model_name,
+        data=data,
+        training=Hyperparameters(max_epochs=max_epochs, accelerator=accelerator),
+    )
+    console.print(f"\n[bold]{result['verdict']}[/]")
+    status(model_name)
+
+
+@app.command()
+def status(
+    model_name: Annotated[str | None, typer.Argument(help="Registry model name.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show the champion, its metrics and files, and the versions in the registry."""
+    from mlops.registry.store import AliasNotSetError, Registry
+
+    settings = get_settings()
+    name = model_name or settings.model_name
+    registry = Registry(settings.registry)
+    versions = registry.list_versions(name)
+    aliases = registry.aliases(name).aliases
+    if as_json:
+        console.print_json(
+            json.dumps(
+                {"model": name, "aliases": aliases, "versions": [v.manifest for v in versions]},
+                default=str,
+            )
+        )
+        return
+    if not versions:
+        console.print(f"No versions of {name!r} in {settings.registry}. Run `mlops train`.")
+        raise typer.Exit(1)
+    try:
+        champion = registry.get(name, "champion")
+        console.print(f"[bold green]Champion[/]: {name} {champion.version} at {champion.uri}")
+    except AliasNotSetError:
+        console.print(f"[yellow]No champion yet for {name!r}[/]")
+    table = Table("version", "aliases", "created", "device", "metrics", title=f"{name} versions")
+    for v in versions:
+        tags = ", ".join(a for a, target in aliases.items() if target == v.version)
+        metrics = ", ".join(f"{k} {val:.4f}" for k, val in v.manifest.get("metrics", {}).items())
+        device = v.manifest.get("training", {}).get("device", "?")
+        table.add_row(v.version, tags, v.manifest.get("created_at", "")[:19], device, metrics)
+    console.print(table)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000,
+) -> None:
+    """Serve the registry's champion with `bentoml serve` (hot-reloads on promotion)."""
+    import subprocess
+    import sys
+
+    from mlops.settings import REPO_ROOT
+
+    _quiet_telemetry()
+    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:PredictionService",
+               "--host", host, "--port", str(port)]  # fmt: skip
+    console.print(f"Serving {get_settings().model_name} on http://{host}:{port} (docs at /docs)")
+    raise typer.Exit(subprocess.call(command, cwd=REPO_ROOT))
+
+
+@app.command("build-bento")
+def build_bento(
+    version: Annotated[str, typer.Option(help="Registry version (or alias) to pin.")],
+    model_name: Annotated[str | None, typer.Option(help="Registry model name.")] = None,
+) -> None:
+    """Build a Bento that serves one registry version, pinned at build time."""
+    from serving.packaging import build_pinned_bento
+
+    _quiet_telemetry()
+    settings = get_settings()
+    bento = build_pinned_bento(settings, model_name or settings.model_name, version)
+    console.print(f"Built Bento [bold]{bento}[/]; run it with `bentoml serve {bento}`")
+
+
+def _deployments_module(name: str) -> Any:
+    """Load a module of deployments/ (a folder of scripts, not an installed package)."""
+    import importlib.util
+
+    from mlops.settings import REPO_ROOT
+
+    path = REPO_ROOT / "deployments" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"mlops_deployments_{name}", path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@app.command()
+def bootstrap(
+    pool_type: Annotated[
+        str, typer.Option("--type", help="Work pool type: process, docker or kubernetes.")
+    ] = "process",
+    gpu_slots: Annotated[int, typer.Option(help="Slots of the `gpu` concurrency limit.")] = 1,
+    set_values: Annotated[
+        list[str] | None, typer.Option("--set", help="Set a variable: NAME=JSON (repeatable).")
+    ] = None,
+) -> None:
+    """Create the work pools, the `gpu` concurrency limit and the variables (idempotent)."""
+    import asyncio
+
+    _quiet_telemetry()
+    module = _deployments_module("bootstrap")
+    values = module.parse_values(set_values or [])
+    for line in asyncio.run(module.bootstrap(pool_type, gpu_slots, values)):
+        console.print(line)
+
+
+@app.command()
+def deploy(
+    workdir: Annotated[
+        str | None,
+        typer.Option(help="Directory flow runs start in (default: this checkout)."),
+    ] = None,
+) -> None:
+    """Deploy every flow of prefect.yaml (`prefect deploy --all`, no prompts)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mlops.settings import REPO_ROOT
+
+    _quiet_telemetry()
+    # prefect.yaml's pull step enters `{{ $PWD }}`, read when deploying.
+    env = os.environ | {"PREFECT_CLI_PROMPT": "false", "PWD": workdir or str(REPO_ROOT)}
+    command = [str(Path(sys.executable).parent / "prefect"), "--no-prompt", "deploy", "--all"]
+    raise typer.Exit(subprocess.call(command, cwd=REPO_ROOT, env=env))
+
+
+@app.command()
+def demo(
+    days: Annotated[int, typer.Option(help="Days in the simulated world (>= 12).")] = 20,
+    rows_per_day: Annotated[int, typer.Option(help="Transactions per day.")] = 3000,
+    train_days: Annotated[int, typer.Option(help="Days v1 trains on; the rest are replayed.")] = 8,
+    max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs per training.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated world.")] = 42,
+    prefect_port: Annotated[int, typer.Option(help="Prefect UI/API port if free.")] = 4200,
+    serve_port: Annotated[int, typer.Option(help="Prediction API port if free.")] = 3000,
+) -> None:
+    """Play the continuous-training loop on a local stack and leave it running (`mlops stop`)."""
+    from stack.demo import Demo, DemoConfig
+
+    _quiet_telemetry()
+    config = DemoConfig(
+        days=days,
+        rows_per_day=rows_per_day,
+        train_days=train_days,
+        max_epochs=max_epochs,
+        seed=seed,
+        prefect_port=prefect_port,
+        serve_port=serve_port,
+    )
+    Demo(get_settings(), config, console).run()
+
+
+@app.command()
+def stop() -> None:
+    """Stop what `mlops demo` left running (pids in <MLOPS_HOME>/run)."""
+    from pathlib import Path
+
+    from stack.services import stop_all
+
+    run_dir = Path(get_settings().home) / "run"
+    stopped = stop_all(run_dir)
+    console.print(f"stopped {', '.join(stopped)}" if stopped else f"nothing runs from {run_dir}")
+
+
+if __name__ == "__main__":
+    app()
