@@ -20,7 +20,8 @@ import fsspec
 import numpy as np
 import pandas as pd
 
-from mlops.contract.spec import Contract, load_contract
+from mlops.contract.loader import load_contract
+from mlops.contract.spec import Contract
 from mlops.data.sources import DataSourceError, list_data_files, load_dataset
 from mlops.data.validate import validate_frame, write_quarantine
 from mlops.inference.model import LoadedModel, load_from_registry

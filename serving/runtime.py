@@ -16,7 +16,7 @@ from mlops.inference.model import (
     load_from_directory,
     load_from_registry,
 )
-from mlops.monitoring.prediction_log import LogSettings, PredictionLogger
+from mlops.monitoring.prediction_logger import LogSettings, PredictionLogger
 from mlops.monitoring.profile import profile_frame
 from mlops.registry.store import Registry
 from mlops.settings import Settings

@@ -20,7 +20,7 @@ import pandas as pd
 from mlops.contract.api_model import RecordColumns
 from mlops.inference.model import LoadedModel
 from mlops.inference.outputs import output_frame
-from mlops.monitoring.prediction_log import PredictionLogger, utc_now
+from mlops.monitoring.prediction_logger import PredictionLogger, utc_now
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The data contract: its model, its YAML loader, the pandera schema and the API's request model."""

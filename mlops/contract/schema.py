@@ -1,7 +1,8 @@
-"""Derive the pandera schema of a contract."""
+"""Derive the pandera schema of a contract, and import its custom pandera checks."""
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from datetime import date
 from typing import Any
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from mlops.contract.spec import ColumnSpec, Contract
+from mlops.contract.spec import ColumnSpec, Contract, ContractError
 
 BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False}
 PANDAS_DTYPES: dict[str, Any] = {
@@ -32,6 +33,19 @@ def build_schema(contract: Contract, *, with_target: bool = True) -> pa.DataFram
         col.name: _column(col) for col in contract.columns if with_target or col.role != "target"
     }
     return pa.DataFrameSchema(columns, name=contract.name, strict=False, coerce=True)
+
+
+def load_custom_model(contract: Contract) -> Any:
+    """Import and return the contract's custom pandera DataFrameModel, or None."""
+    if not contract.custom_checks:
+        return None
+    module_name, _, attr = contract.custom_checks.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ContractError(
+            f"custom_checks: cannot import {contract.custom_checks!r} ({exc})"
+        ) from exc
 
 
 def _column(col: ColumnSpec) -> pa.Column:

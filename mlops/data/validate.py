@@ -14,7 +14,7 @@ import fsspec
 import pandas as pd
 import pandera.pandas as pa
 
-from mlops.contract.schema import uncoercible
+from mlops.contract.schema import build_schema, load_custom_model, uncoercible
 from mlops.contract.spec import Contract, ContractError
 
 FAILURE_COLUMNS = ["column", "check", "failure_case", "row"]
@@ -78,7 +78,7 @@ def validate_frame(
 ) -> ValidationResult:
     """Validate `df` lazily, returning coerced valid rows and quarantined rows with reasons."""
     original = df.reset_index(drop=True)
-    schema = contract.schema(with_target=with_target)
+    schema = build_schema(contract, with_target=with_target)
     valid, failures = _quarantine_loop(schema, original, contract.name)
     custom = _custom_schema(contract, with_target)
     if custom is not None:
@@ -110,7 +110,7 @@ def write_quarantine(
 
 
 def _custom_schema(contract: Contract, with_target: bool) -> pa.DataFrameSchema | None:
-    model = contract.custom_model()
+    model = load_custom_model(contract)
     if model is None:
         return None
     if not (isinstance(model, type) and issubclass(model, pa.DataFrameModel)):

@@ -1,0 +1,1 @@
+"""Inference: raw rows -> ONNX feed -> outputs, the one path serving, scoring and the gate use."""

@@ -10,14 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlops.inference.feed import frame_feed, values_feed
 from mlops.inference.sessions import create_session, run_session
 from mlops.registry.store import IntegrityError, Registry
-from mlops.training.features import (
-    categorical_strings,
-    category_strings,
-    numeric_array,
-    numeric_values,
-)
+from mlops.training.features import categorical_strings, category_strings
 
 
 class ModelLoadError(RuntimeError):
@@ -41,14 +37,7 @@ class LoadedModel:
 
     def feed(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         """Turn raw records into the graph's inputs, as typed in the manifest."""
-        feed: dict[str, np.ndarray] = {}
-        for spec in self.inputs:
-            column = frame[spec["name"]]
-            if spec["type"] == "string":
-                feed[spec["name"]] = categorical_strings(column).fillna("").to_numpy(dtype=object)
-            else:
-                feed[spec["name"]] = numeric_values(column)
-        return feed
+        return frame_feed(frame, self.inputs)
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Return probabilities [N, C] or values [N] for raw records."""
@@ -62,18 +51,7 @@ class LoadedModel:
         Also count, per categorical input, the values bound for the out-of-vocabulary slot (as
         `count_unseen` does). No pandas: this is the serving hot path.
         """
-        strings = {
-            spec["name"]: category_strings(columns[spec["name"]])
-            for spec in self.inputs
-            if spec["type"] == "string"
-        }
-        feed: dict[str, np.ndarray] = {}
-        for spec in self.inputs:
-            name = spec["name"]
-            if name in strings:
-                feed[name] = np.array(["" if v is None else v for v in strings[name]], dtype=object)
-            else:
-                feed[name] = numeric_array(columns[name])
+        feed, strings = values_feed(columns, self.inputs)
         unseen = {}
         for name, known in self.vocabularies.items():
             values = strings[name] if name in strings else category_strings(columns[name])

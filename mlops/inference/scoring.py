@@ -1,4 +1,4 @@
-"""Score raw rows with a registered ONNX model, as serving and the gate do."""
+"""Score raw rows with a registered ONNX model, as the gate and backtests do (no torch import)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from mlops.contract.spec import Contract
+from mlops.inference.feed import onnx_feed
 from mlops.inference.sessions import create_session, run_session
-from mlops.release.export import onnx_feed
 from mlops.training.evaluate import compute_metrics
 
 

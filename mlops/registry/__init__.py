@@ -1,0 +1,1 @@
+"""The model registry: immutable versions, aliases changed by compare-and-swap, locks."""

@@ -11,14 +11,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
-import pandas as pd
 import torch
 from onnx import TensorProto, helper
 
 from mlops.contract.spec import Contract
-from mlops.training.features import OOV_INDEX, Preprocessor, categorical_strings, numeric_values
+from mlops.training.features import OOV_INDEX, Preprocessor
 from mlops.training.train import TrainedModel
 
 log = logging.getLogger(__name__)
@@ -119,17 +117,6 @@ def _add_metadata(
     proto.doc_string = (
         f"{contract.name}: raw feature columns in, {output_name(prep.target.task)} out"
     )
-
-
-def onnx_feed(frame: pd.DataFrame, contract: Contract) -> dict[str, np.ndarray]:
-    """Turn raw rows into the ONNX inputs: float32 for numeric, strings for categorical."""
-    feed: dict[str, np.ndarray] = {}
-    for col in contract.numeric_features:
-        feed[col.name] = numeric_values(frame[col.name])
-    for col in contract.categorical_features:
-        strings = categorical_strings(frame[col.name]).fillna("")
-        feed[col.name] = strings.to_numpy(dtype=object)
-    return feed
 
 
 def read_metadata(path_or_bytes: str | Path | bytes) -> dict[str, Any]:

@@ -13,8 +13,8 @@ import onnx
 import pandas as pd
 
 from mlops.contract.spec import Contract
+from mlops.inference.feed import onnx_feed
 from mlops.inference.sessions import create_session, run_session
-from mlops.release.export import onnx_feed
 from mlops.training.train import TrainedModel, predict_torch
 
 log = logging.getLogger(__name__)

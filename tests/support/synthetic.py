@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mlops.contract.spec import Contract, parse_contract
+from mlops.contract.loader import parse_contract
+from mlops.contract.spec import Contract
+from mlops.release.card import build_manifest
+from mlops.release.export import export_onnx
 from mlops.training.train import TrainedModel, TrainParams, split_by_time, train_model
 
 TASKS = ("binary", "multiclass", "regression")
@@ -107,3 +111,14 @@ def unseen_rows(frame: pd.DataFrame) -> pd.DataFrame:
     out["tier"] = 99
     out["amount"] = np.nan
     return out
+
+
+def exported(task: str, folder: Path) -> tuple[Contract, bytes, dict[str, Any]]:
+    """Return the trained model of a task exported to ONNX: contract, bytes and manifest (v1)."""
+    contract, model = trained(task)
+    path = export_onnx(model, contract, folder / "model.onnx")
+    manifest = build_manifest(
+        model=model, contract=contract, data={}, metrics={}, slice_metrics=[], verification={},
+        flow_run_id=None,
+    )  # fmt: skip
+    return contract, path.read_bytes(), {**manifest, "version": "v1"}

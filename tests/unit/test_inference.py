@@ -17,24 +17,15 @@ from mlops.contract.api_model import (
     render_response,
 )
 from mlops.inference.model import load_model_bytes
-from mlops.release.card import build_manifest
-from mlops.release.export import export_onnx
 from serving.batching import MicroBatcher
-from tests.support.synthetic import TASKS, make_frame, trained, unseen_rows
+from tests.support.synthetic import TASKS, exported, make_frame, unseen_rows
 
 
 @pytest.fixture(scope="module", params=TASKS)
 def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A loaded model of each task, with its record model and a few API records."""
-    contract, model = trained(request.param)
-    path = export_onnx(model, contract, tmp_path_factory.mktemp(request.param) / "model.onnx")
-    manifest = build_manifest(
-        model=model, contract=contract, data={}, metrics={}, slice_metrics=[], verification={},
-        flow_run_id=None,
-    )  # fmt: skip
-    loaded = load_model_bytes(
-        path.read_bytes(), {**manifest, "version": "v1"}, "m", prefer_gpu=False, intra_op_threads=1
-    )
+    contract, onnx, manifest = exported(request.param, tmp_path_factory.mktemp(request.param))
+    loaded = load_model_bytes(onnx, manifest, "m", prefer_gpu=False, intra_op_threads=1)
     record_model = build_record_model(contract)
     frame = make_frame(request.param, 40, seed=5).drop(columns=["label"])
     frame = pd.concat([frame, unseen_rows(frame.head(5))], ignore_index=True)

@@ -8,13 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-import mlops.monitoring.prediction_log as prediction_log
-from mlops.monitoring.prediction_log import (
-    LogSettings,
-    PredictionLogger,
-    read_prediction_log,
-    read_window_profiles,
-)
+import mlops.monitoring.prediction_logger as prediction_logger
+import mlops.monitoring.prediction_store as prediction_store
+import mlops.monitoring.prediction_writer as prediction_writer
+from mlops.monitoring.prediction_logger import LogSettings, PredictionLogger
+from mlops.monitoring.prediction_store import read_prediction_log, read_window_profiles
 from mlops.monitoring.profile import profile_summary
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -245,8 +243,10 @@ def test_record_does_no_io(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("record must not touch the store or whylogs")
 
+    modules = (prediction_logger, prediction_writer, prediction_store)
     for name in ("url_to_fs", "write_atomic", "profile_frame", "merge_profiles"):
-        monkeypatch.setattr(prediction_log, name, refuse)
+        for module in [m for m in modules if hasattr(m, name)]:
+            monkeypatch.setattr(module, name, refuse)
     record(logger, "r1", 1000)
 
     assert logger.stats.buffered_rows == 1000 and logger.stats.last_error is None
