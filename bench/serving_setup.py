@@ -29,31 +29,20 @@ def prepare(work: Path, *, seed: int = 1, max_epochs: int = 2) -> Setup:
     """Train once; register the ONNX export as champion and keep the PyTorch model."""
     import torch
 
-    from mlops.contract.spec import load_contract
-    from mlops.monitoring.profile import profile_frame, profile_to_bytes
+    from mlops.contract.loader import load_contract
     from mlops.registry.store import Registry
-    from mlops.release.card import build_manifest, render_model_card
-    from mlops.release.export import export_onnx
-    from mlops.release.verify import verify_export
+    from mlops.release.build import train_and_register
     from mlops.settings import DEFAULT_CONTRACT
-    from mlops.training.train import TrainParams, split_by_time, train_model
+    from mlops.training.train import TrainParams
 
     contract = load_contract(DEFAULT_CONTRACT)
-    rows = simulated_rows(contract.target.name)
-    splits = split_by_time(rows)
-    model = train_model(splits, contract, TrainParams(max_epochs=max_epochs, seed=seed))
-    onnx_path = export_onnx(model, contract, work / "model.onnx")
-    report = verify_export(onnx_path, model, contract, splits.holdout, prefer_gpu=False)
-    manifest = build_manifest(
-        model=model, contract=contract, data={"uri": "bench"}, metrics={}, slice_metrics=[],
-        verification=report.to_dict(), flow_run_id=None,
+    rows = simulated_rows()
+    built = train_and_register(
+        Registry(str(work / "registry")), MODEL, contract, rows,
+        TrainParams(max_epochs=max_epochs, seed=seed), actor="bench", reason="serving benchmark",
+        data_uri="bench", promote=True, prefer_gpu=False, workdir=work,
     )  # fmt: skip
-    registry = Registry(str(work / "registry"))
-    version = registry.register(
-        MODEL, onnx_path=onnx_path, manifest=manifest, model_card=render_model_card(manifest),
-        reference_profile=profile_to_bytes(profile_frame(splits.train[list(contract.feature_names)])),
-    ).version  # fmt: skip
-    registry.promote(MODEL, version, actor="bench", reason="serving benchmark")
+    version, model = built.version.version, built.model
     torch_path = work / "torch_model.pt"
     torch.save(model, torch_path)
     raw = rows.drop(columns=[contract.target.name]).head(MAX_RECORDS)
@@ -61,15 +50,9 @@ def prepare(work: Path, *, seed: int = 1, max_epochs: int = 2) -> Setup:
     return Setup(work, version, torch_path, records)
 
 
-def simulated_rows(target: str, days: int = 8, rows_per_day: int = 1000, seed: int = 11) -> Any:
+def simulated_rows(days: int = 8, rows_per_day: int = 1000, seed: int = 11) -> Any:
     """Return labelled simulator rows (features, id, timestamp and target), as the tests do."""
-    import pandas as pd
-
-    from mlops.data.simulate import SimulationConfig, generate_day
+    from mlops.data.simulate import SimulationConfig, labelled_rows
 
     config = SimulationConfig(days=days, rows_per_day=rows_per_day, scenario="stable", seed=seed)
-    frames = []
-    for day in range(days):
-        features, labels = generate_day(config, day)
-        frames.append(features.merge(labels[["transaction_id", target]], on="transaction_id"))
-    return pd.concat(frames, ignore_index=True)
+    return labelled_rows(config)

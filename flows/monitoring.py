@@ -8,7 +8,7 @@ from typing import Any
 from prefect import flow
 
 from flows.parameters import MonitorThresholds, MonitorWindow
-from mlops.monitoring.policy import PolicyInputs, RetrainPolicy, decide_retrain
+from mlops.monitoring.policy import PolicyInputs, decide_retrain
 from mlops.monitoring.profile import profile_summary
 from mlops.registry.store import Registry
 from mlops.settings import Settings, get_settings
@@ -62,7 +62,7 @@ def monitor_model_flow(
     performance = measure_performance(settings, registry, spec, labels_uri, since, end)
 
     # 3. Decide, remember, tell
-    policy = retrain_policy(thresholds, spec.task)
+    policy = thresholds.policy(PRIMARY_METRIC[spec.task])
     inputs = policy_inputs(
         settings, registry, champion.version, served, drift, performance, policy.metric, end
     )
@@ -95,20 +95,6 @@ def resolve_window(window: MonitorWindow) -> tuple[datetime, datetime]:
 
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def retrain_policy(thresholds: MonitorThresholds, task: str) -> RetrainPolicy:
-    """Build the policy from the flow's thresholds (metric from the task)."""
-    metric = PRIMARY_METRIC[task]
-    return RetrainPolicy(
-        drift_share=thresholds.drift_share,
-        consecutive_windows=thresholds.consecutive_windows,
-        metric=metric,
-        max_metric_drop=thresholds.max_metric_drop,
-        min_labelled_rows=thresholds.min_labelled_rows,
-        min_new_rows=thresholds.min_new_rows,
-        cooldown=timedelta(hours=thresholds.cooldown_hours),
-    )
 
 
 def policy_inputs(

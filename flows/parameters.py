@@ -1,10 +1,21 @@
-"""Typed flow parameters: the Prefect UI renders them as forms with defaults and descriptions."""
+"""Typed flow parameters: the Prefect UI renders them as forms with defaults and descriptions.
+
+The training hyperparameters are the domain's `TrainParams`; the gate and the monitor thresholds
+extend the domain's `GatePolicy` and `RetrainThresholds` with what only the flows need, so every
+default is declared once.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import fields
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+from mlops.data.sources import Window
+from mlops.monitoring.policy import DEFAULT_COOLDOWN, RetrainPolicy, RetrainThresholds
+from mlops.release.gate import GatePolicy
 
 
 class DataSpec(BaseModel):
@@ -27,35 +38,22 @@ class DataSpec(BaseModel):
     end: datetime | None = Field(None, description="Window end (exclusive), by timestamp.")
     last_rows: int | None = Field(None, ge=1, description="Keep only the newest N rows.")
 
+    def window(self) -> Window:
+        """Return the rows to keep, by time or by count."""
+        return Window(start=self.start, end=self.end, last_rows=self.last_rows)
 
-class Hyperparameters(BaseModel):
-    """How to train."""
-
-    max_epochs: int = Field(25, ge=1, le=1000, description="Upper bound on epochs.")
-    batch_size: int = Field(512, ge=8, description="Rows per optimisation step.")
-    learning_rate: float = Field(2e-3, gt=0, description="AdamW learning rate.")
-    weight_decay: float = Field(1e-5, ge=0, description="AdamW weight decay.")
-    hidden: list[int] = Field([128, 64], description="Hidden layer widths of the MLP.")
-    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each hidden layer.")
-    patience: int = Field(4, ge=1, description="Early-stopping patience in epochs.")
-    seed: int = Field(42, description="Seed for splits, initialisation and shuffling.")
-    accelerator: str = Field("auto", description="auto (GPU when present), cpu, or gpu.")
-    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of rows for validation.")
-    holdout_fraction: float = Field(0.15, gt=0, lt=0.5, description="Newest share for holdout.")
+    def uris(self, data_store: str) -> tuple[str, str | None]:
+        """Return the data and labels URIs (default: the simulator's output under `data_store`)."""
+        if self.data_uri:
+            return self.data_uri, self.labels_uri
+        simulated = f"{data_store.rstrip('/')}/simulated"
+        return f"{simulated}/raw", self.labels_uri or f"{simulated}/labels"
 
 
-class GateSpec(BaseModel):
+@pydantic_dataclass(frozen=True)
+class GateSpec(GatePolicy):
     """What a challenger must clear to become champion."""
 
-    metric: str | None = Field(
-        None, description="Gate metric (default: roc_auc, macro_f1 or r2 by task)."
-    )
-    floor: float | None = Field(
-        None, description="Absolute bound on the metric (default: 0.70 AUC, 0.50 F1, 0.0 R2)."
-    )
-    max_regression: float = Field(
-        0.005, ge=0, description="How much worse than the champion it may be, in metric units."
-    )
     promote: bool = Field(True, description="Promote when the gate passes (else only register).")
 
 
@@ -67,19 +65,20 @@ class MonitorWindow(BaseModel):
     minutes: int = Field(60, ge=1, description="Window length when start is not given.")
 
 
-class MonitorThresholds(BaseModel):
+@pydantic_dataclass(frozen=True)
+class MonitorThresholds(RetrainThresholds):
     """When drift or a performance drop warrants retraining."""
 
-    drift_share: float = Field(
-        0.15, gt=0, le=1, description="Share of features that must drift (0.15 = 2 of 11)."
+    cooldown_hours: float = Field(
+        DEFAULT_COOLDOWN / timedelta(hours=1),
+        ge=0,
+        description="No retrain this soon after the last.",
     )
-    consecutive_windows: int = Field(2, ge=1, description="Windows in a row that must drift.")
-    max_metric_drop: float = Field(
-        0.05, ge=0, description="Allowed fall of the live metric below the champion's holdout."
-    )
-    min_labelled_rows: int = Field(500, ge=0, description="Labelled rows needed to judge.")
-    min_new_rows: int = Field(1000, ge=0, description="New rows needed since the last training.")
-    cooldown_hours: float = Field(24.0, ge=0, description="No retrain this soon after the last.")
     performance_lookback_hours: float = Field(
         72.0, gt=0, description="How far back served rows are joined with arrived labels."
     )
+
+    def policy(self, metric: str) -> RetrainPolicy:
+        """Return the retrain policy these thresholds describe, judging live `metric`."""
+        shared = {f.name: getattr(self, f.name) for f in fields(RetrainThresholds)}
+        return RetrainPolicy(**shared, metric=metric, cooldown=timedelta(hours=self.cooldown_hours))

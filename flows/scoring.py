@@ -9,8 +9,8 @@ from prefect import flow, unmapped
 from mlops.settings import get_settings
 from tasks.scoring import (
     BatchTaskRunner,
-    find_partitions,
     gather_scored,
+    list_partitions,
     pin_champion,
     score_partition,
     summarize_batch,
@@ -42,7 +42,7 @@ def score_batch_flow(
 
     # 1. Pin one version for the whole batch, and list the partitions
     target = pin_champion(settings, model_name, contract, output_uri)
-    found = find_partitions(data_uri, partitions)
+    found = list_partitions(data_uri, partitions)
 
     # 2. Validate, predict and profile each partition on the Dask cluster
     futures = score_partition.map(found, target=unmapped(target))

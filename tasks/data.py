@@ -9,12 +9,13 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from mlops.contract.spec import Contract, load_contract
+from mlops.contract.loader import load_contract
+from mlops.contract.spec import Contract
 from mlops.data.sources import LoadedData, Window, load_dataset
 from mlops.data.validate import ValidationResult, validate_frame, write_quarantine
 
 
-@task(name="load-contract", cache_policy=NO_CACHE)
+@task(name="read-contract", cache_policy=NO_CACHE)
 def read_contract(uri: str) -> Contract:
     """Load and check the data contract."""
     contract = load_contract(uri)

@@ -23,7 +23,7 @@ from mlops.monitoring.constraints import ConstraintReport, check_constraints
 from mlops.monitoring.drift import DriftReport, feature_drift
 from mlops.monitoring.performance import join_labels, performance_by_version
 from mlops.monitoring.policy import RetrainDecision
-from mlops.monitoring.prediction_log import read_prediction_log, read_window_profiles
+from mlops.monitoring.prediction_store import read_prediction_log, read_window_profiles
 from mlops.monitoring.profile import drift_report_html, profile_from_bytes
 from mlops.registry.locking import write_atomic
 from mlops.registry.store import ModelVersion, Registry
@@ -40,7 +40,7 @@ def merge_window_profiles(
     )
 
 
-@task(name="drift-vs-reference", cache_policy=NO_CACHE)
+@task(name="measure-drift", cache_policy=NO_CACHE)
 def measure_drift(
     registry: Registry, champion: ModelVersion, window: Any, contract: Contract
 ) -> tuple[DriftReport, ConstraintReport, Any]:
@@ -62,7 +62,7 @@ def measure_drift(
     return drift, constraints, reference
 
 
-@task(name="performance-from-labels", cache_policy=NO_CACHE)
+@task(name="measure-performance", cache_policy=NO_CACHE)
 def measure_performance(
     settings: Settings,
     registry: Registry,

@@ -86,7 +86,7 @@ def _last_change(registry: Registry, model: str, event: str, revision: int) -> A
     )
 
 
-@task(name="save-to-bentoml", cache_policy=NO_CACHE)
+@task(name="save-champion-to-bentoml", cache_policy=NO_CACHE)
 def save_champion_to_bentoml(registry: Registry, version: ModelVersion, *, flow: str) -> str:
     """Save the new champion into the BentoML model store (a no-op when already there)."""
     manifest = version.manifest
@@ -100,7 +100,7 @@ def save_champion_to_bentoml(registry: Registry, version: ModelVersion, *, flow:
     return tag
 
 
-@task(name="reload-serving", cache_policy=NO_CACHE)
+@task(name="request-reload", cache_policy=NO_CACHE)
 def request_reload(settings: Settings, timeout_s: float = 5.0) -> str:
     """POST the service's /admin/reload; a service that does not answer is only a warning."""
     log = get_run_logger()

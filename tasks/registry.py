@@ -1,8 +1,7 @@
-"""Tasks that export, register, gate and promote model versions."""
+"""Tasks that prepare, register, gate and promote model versions (the steps: mlops.release)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -12,25 +11,40 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from mlops.contract.spec import Contract
-from mlops.inference.outputs import output_frame
-from mlops.inference.scoring import IncompatibleModelError, score_onnx
-from mlops.monitoring.profile import profile_frame, profile_to_bytes
 from mlops.registry.store import ModelVersion, Registry
+from mlops.release import candidate as release
 from mlops.release.card import render_model_card
-from mlops.release.export import export_onnx
-from mlops.release.gate import GateDecision, GatePolicy, decide, decision_markdown
-from mlops.release.verify import VerificationReport, verify_export
-from mlops.training.train import TrainedModel, predict_torch
+from mlops.release.gate import GateDecision, GatePolicy, decision_markdown
+from mlops.training.train import Splits, TrainedModel
 from serving.bento_store import save_to_bentoml
 
 
-@task(name="export-and-verify", cache_policy=NO_CACHE)
-def export_and_verify(
-    model: TrainedModel, contract: Contract, holdout: pd.DataFrame, workdir: str
-) -> tuple[str, VerificationReport]:
-    """Export the ONNX pipeline and check it (checker, parity, OOV, latency)."""
-    path = export_onnx(model, contract, Path(workdir) / "model.onnx")
-    report = verify_export(path, model, contract, holdout)
+@task(name="prepare-candidate", cache_policy=NO_CACHE)
+def prepare_candidate(
+    model: TrainedModel,
+    contract: Contract,
+    splits: Splits,
+    lineage: dict[str, Any],
+    metrics: dict[str, float],
+    slices: list[dict[str, Any]],
+    *,
+    workdir: str,
+    run_id: str,
+    reason: str,
+) -> release.Candidate:
+    """Export the ONNX pipeline, check it (checker, parity, OOV, latency) and describe it."""
+    candidate = release.prepare_candidate(
+        model,
+        contract,
+        splits,
+        workdir=workdir,
+        data=lineage,
+        metrics=metrics,
+        slice_metrics=slices,
+        flow_run_id=run_id,
+        reason=reason,
+    )
+    report = candidate.verification
     get_run_logger().info(
         "ONNX verified: max |diff| %.2e on %d rows, p50 %.3f ms (batch 1) on %s",
         report.max_abs_diff,
@@ -38,46 +52,15 @@ def export_and_verify(
         report.p50_ms_batch1,
         report.device,
     )
-    return str(path), report
-
-
-def reference_profile(model: TrainedModel, contract: Contract, train: pd.DataFrame) -> bytes:
-    """Profile the training rows' features, target and model outputs (as serving logs them)."""
-    columns = [*contract.feature_names, contract.target.name]
-    target = model.preprocessor.target
-    described = {
-        "task": target.task,
-        "classes": list(target.classes or []),
-        "decision_threshold": model.decision_threshold,
-    }
-    outputs = output_frame(predict_torch(model, train), described)
-    frame = pd.concat([train[columns].reset_index(drop=True), outputs], axis=1)
-    return profile_to_bytes(profile_frame(frame))
+    return candidate
 
 
 @task(name="register-challenger", cache_policy=NO_CACHE)
 def register_challenger(
-    registry: Registry,
-    model_name: str,
-    *,
-    onnx_path: str,
-    manifest: dict[str, Any],
-    reference: bytes,
-    actor: str,
+    registry: Registry, model_name: str, candidate: release.Candidate, *, actor: str
 ) -> ModelVersion:
     """Register an immutable version and point the challenger alias at it."""
-    card = render_model_card(manifest)
-    version = registry.register(
-        model_name,
-        onnx_path=onnx_path,
-        manifest=manifest,
-        reference_profile=reference,
-        model_card=card,
-        actor=actor,
-    )
-    registry.set_alias(
-        model_name, "challenger", version.version, actor=actor, reason="registered by train-model"
-    )
+    version = release.register_challenger(registry, model_name, candidate, actor=actor)
     create_markdown_artifact(
         key="model-card",
         markdown=render_model_card(version.manifest, version=version.version)
@@ -88,7 +71,7 @@ def register_challenger(
 
 
 @task(name="gate-and-promote", cache_policy=NO_CACHE)
-def gate_challenger(
+def gate_and_promote(
     registry: Registry,
     challenger: ModelVersion,
     contract: Contract,
@@ -99,42 +82,10 @@ def gate_challenger(
     actor: str,
 ) -> GateDecision:
     """Score challenger and champion on the same holdout; promote when the gate passes."""
-    log = get_run_logger()
-    model = challenger.model
-    state = registry.aliases(model)
-    champion_name = state.aliases.get("champion")
-    scored = score_onnx(
-        registry.read_onnx(model, challenger.version), challenger.manifest, holdout, contract
-    )
-    assert policy.metric is not None
-    champion_score, note = None, ""
-    if champion_name:
-        champ = registry.get(model, champion_name)
-        try:
-            found = score_onnx(
-                registry.read_onnx(model, champion_name), champ.manifest, holdout, contract
-            )
-            champion_score = found[policy.metric]
-        except IncompatibleModelError as exc:
-            note = f"\n\nChampion {champion_name} cannot score these rows ({exc}); floor only.\n"
-            champion_name = None
-    decision = decide(
-        scored[policy.metric],
-        champion_score,
-        policy,
-        challenger_version=challenger.version,
-        champion_version=champion_name,
-    )
-    if decision.promote and promote:
-        registry.promote(
-            model,
-            challenger.version,
-            expected_revision=state.revision,
-            actor=actor,
-            reason=decision.verdict,
-        )
-        labels = {"task": contract.task, "contract": contract.name, "promoted_by": "train-model"}
-        tag = save_to_bentoml(registry.get(model, challenger.version), registry, labels=labels)
+    outcome = release.gate_challenger(registry, challenger, contract, holdout, policy)
+    decision, note = outcome.decision, outcome.note
+    if promote and release.promote_challenger(registry, outcome, actor=actor):
+        tag = _save_champion(registry, challenger, contract)
         note += f"\n\nSaved to the BentoML model store as `{tag}`.\n"
     elif decision.promote:
         note += "\n\nPromotion disabled for this run (gate.promote = false).\n"
@@ -143,5 +94,11 @@ def gate_challenger(
         markdown=decision_markdown(decision) + note,
         description=decision.verdict,
     )
-    log.info(decision.verdict)
+    get_run_logger().info(decision.verdict)
     return decision
+
+
+def _save_champion(registry: Registry, version: ModelVersion, contract: Contract) -> str:
+    """Save the new champion into the BentoML model store, so serving finds it there."""
+    labels = {"task": contract.task, "contract": contract.name, "promoted_by": "train-model"}
+    return save_to_bentoml(registry.get(version.model, version.version), registry, labels=labels)

@@ -76,7 +76,7 @@ def pin_champion(
 
 
 @task(name="list-partitions", cache_policy=NO_CACHE)
-def find_partitions(data_uri: str, only: list[str] | None) -> list[Partition]:
+def list_partitions(data_uri: str, only: list[str] | None) -> list[Partition]:
     """List the data files to score, one partition each."""
     found = batch_scoring.list_partitions(data_uri, only)
     get_run_logger().info("%d partitions under %s", len(found), data_uri)

@@ -14,12 +14,11 @@ from prefect.concurrency.sync import concurrency
 from prefect.logging import get_run_logger
 
 from mlops.contract.spec import Contract
-from mlops.training.evaluate import compute_metrics, slice_metrics
 from mlops.training.train import (
     Splits,
     TrainedModel,
     TrainParams,
-    predict_torch,
+    evaluate_model,
     split_by_time,
     train_model,
 )
@@ -27,7 +26,7 @@ from mlops.training.train import (
 GPU_LIMIT = "gpu"  # the global concurrency limit `mlops bootstrap` creates (one slot per GPU)
 
 
-@task(name="split-by-time", cache_policy=NO_CACHE)
+@task(name="split-data", cache_policy=NO_CACHE)
 def split_data(frame: pd.DataFrame, contract: Contract, params: TrainParams) -> Splits:
     """Split ordered rows into train, validation and holdout, newest last."""
     splits = split_by_time(
@@ -52,7 +51,7 @@ def gpu_slot(accelerator: str) -> AbstractContextManager[Any]:
     return concurrency(GPU_LIMIT, occupy=1, strict=True)
 
 
-@task(name="train-network", cache_policy=NO_CACHE)
+@task(name="fit-model", cache_policy=NO_CACHE)
 def fit_model(splits: Splits, contract: Contract, params: TrainParams) -> TrainedModel:
     """Fit preprocessing and the network with Lightning on the device available."""
     model = train_model(splits, contract, params)
@@ -68,17 +67,11 @@ def fit_model(splits: Splits, contract: Contract, params: TrainParams) -> Traine
 
 
 @task(name="evaluate-holdout", cache_policy=NO_CACHE)
-def evaluate_model(
+def evaluate_holdout(
     model: TrainedModel, contract: Contract, holdout: pd.DataFrame
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Compute holdout metrics overall and per slice, and publish them as tables."""
-    output = predict_torch(model, holdout)
-    classes = model.preprocessor.target.classes
-    threshold = model.decision_threshold
-    metrics = compute_metrics(
-        contract.task, holdout[contract.target.name], output, classes, threshold
-    )
-    slices = slice_metrics(holdout, contract, output, classes, threshold)
+    metrics, slices = evaluate_model(model, contract, holdout)
     create_table_artifact(
         key="holdout-metrics",
         table=[{"metric": k, "value": round(v, 5)} for k, v in metrics.items()],

@@ -225,6 +225,15 @@ def generate_day(config: SimulationConfig, day_index: int) -> tuple[pd.DataFrame
     return features, labels
 
 
+def labelled_rows(config: SimulationConfig, *, days: int | None = None) -> pd.DataFrame:
+    """Return the first `days` simulated days (default: all) with each row's label joined."""
+    frames = []
+    for day_index in range(config.days if days is None else days):
+        features, labels = generate_day(config, day_index)
+        frames.append(features.merge(labels[[ID_COLUMN, TARGET_COLUMN]], on=ID_COLUMN))
+    return pd.concat(frames, ignore_index=True)
+
+
 def _write_parquet(fs: Any, path: str, frame: pd.DataFrame) -> None:
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     with fs.open(path, "wb") as handle:

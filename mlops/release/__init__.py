@@ -1,0 +1,1 @@
+"""The release step: export, verify, describe, register, gate and promote a candidate."""

@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pydantic import Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
 from mlops.training.evaluate import HIGHER_IS_BETTER, PRIMARY_METRIC, metric_delta
 
 DEFAULT_FLOORS = {"roc_auc": 0.70, "macro_f1": 0.50, "r2": 0.0}
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True)
 class GatePolicy:
     """Thresholds a challenger must clear.
 
@@ -19,9 +22,15 @@ class GatePolicy:
     units, on the same holdout.
     """
 
-    metric: str | None = None
-    floor: float | None = None
-    max_regression: float = 0.005
+    metric: str | None = Field(
+        None, description="Gate metric (default: roc_auc, macro_f1 or r2 by task)."
+    )
+    floor: float | None = Field(
+        None, description="Absolute bound on the metric (default: 0.70 AUC, 0.50 F1, 0.0 R2)."
+    )
+    max_regression: float = Field(
+        0.005, ge=0, description="How much worse than the champion it may be, in metric units."
+    )
 
     def resolved(self, task: str) -> GatePolicy:
         """Fill the metric and floor defaults for a task."""

@@ -1,4 +1,4 @@
-"""Record where a model came from: code version, package versions, data fingerprint."""
+"""Record where a model came from: code version, package versions, data fingerprint and window."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import hashlib
 import subprocess
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+
+from mlops.training.train import Splits
 
 PACKAGES = (
     "torch",
@@ -57,3 +60,24 @@ def data_fingerprint(frame: pd.DataFrame) -> str:
     digest = hashlib.sha256(",".join(map(str, frame.columns)).encode())
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()
+
+
+def data_lineage(
+    data_uri: str, labels_uri: str | None, splits: Splits, timestamp: str | None, rows: pd.DataFrame
+) -> dict[str, Any]:
+    """Describe the training data for the manifest: where it came from, its window and splits.
+
+    `rows` are the validated rows that were split; without a timestamp column the window is
+    given in row numbers.
+    """
+    described = {row["split"]: row for row in splits.describe(timestamp)}
+    return {
+        "uri": data_uri,
+        "labels_uri": labels_uri,
+        "fingerprint": data_fingerprint(rows),
+        "window_from": described["train"]["from"] if timestamp else "row 0",
+        "window_to": described["holdout"]["to"] if timestamp else f"row {len(rows) - 1}",
+        "train_rows": described["train"]["rows"],
+        "val_rows": described["val"]["rows"],
+        "holdout_rows": described["holdout"]["rows"],
+    }

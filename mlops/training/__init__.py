@@ -1,0 +1,1 @@
+"""Training: features, the network, the Lightning module, the training run, evaluation."""

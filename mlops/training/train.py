@@ -11,9 +11,11 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
+from pydantic import Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from mlops.contract.spec import Contract
-from mlops.training.evaluate import best_threshold
+from mlops.training.evaluate import best_threshold, compute_metrics, slice_metrics
 from mlops.training.features import Preprocessor, encode_features, encode_target, fit_preprocessor
 from mlops.training.model import BestWeights, TabularDataModule, TabularModel
 from mlops.training.network import InferencePipeline, OutputHead
@@ -21,23 +23,26 @@ from mlops.training.network import InferencePipeline, OutputHead
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@pydantic_dataclass(frozen=True)
 class TrainParams:
-    """Hyperparameters and split fractions of one training run."""
+    """How to train: hyperparameters and split fractions of one training run."""
 
-    max_epochs: int = 25
-    batch_size: int = 512
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-5
-    hidden: tuple[int, ...] = (128, 64)
-    dropout: float = 0.1
-    patience: int = 4
-    seed: int = 42
-    accelerator: str = "auto"
-    val_fraction: float = 0.15
-    holdout_fraction: float = 0.15
-    max_vocab: int = 5000
-    min_category_count: int = 2
+    # Also the train-model flow's `training` parameter: its form shows these descriptions.
+    max_epochs: int = Field(25, ge=1, le=1000, description="Upper bound on epochs.")
+    batch_size: int = Field(512, ge=8, description="Rows per optimisation step.")
+    learning_rate: float = Field(2e-3, gt=0, description="AdamW learning rate.")
+    weight_decay: float = Field(1e-5, ge=0, description="AdamW weight decay.")
+    hidden: tuple[int, ...] = Field((128, 64), description="Hidden layer widths of the MLP.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each hidden layer.")
+    patience: int = Field(4, ge=1, description="Early-stopping patience in epochs.")
+    seed: int = Field(42, description="Seed for splits, initialisation and shuffling.")
+    accelerator: str = Field("auto", description="auto (GPU when present), cpu, or gpu.")
+    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of rows for validation.")
+    holdout_fraction: float = Field(0.15, gt=0, lt=0.5, description="Newest share for holdout.")
+    max_vocab: int = Field(5000, ge=1, description="Most categories kept per categorical column.")
+    min_category_count: int = Field(
+        2, ge=1, description="Training rows a category needs for its own index (else unseen)."
+    )
 
 
 @dataclass(frozen=True)
@@ -189,3 +194,14 @@ def predict_torch(model: TrainedModel, frame: pd.DataFrame) -> np.ndarray:
 def params_dict(params: TrainParams) -> dict[str, Any]:
     """Return the parameters as a JSON-ready dict."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(params).items()}
+
+
+def evaluate_model(
+    model: TrainedModel, contract: Contract, frame: pd.DataFrame
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Return the model's metrics on labelled rows, overall and per slice."""
+    output = predict_torch(model, frame)
+    classes, threshold = model.preprocessor.target.classes, model.decision_threshold
+    target = frame[contract.target.name]
+    metrics = compute_metrics(contract.task, target, output, classes, threshold)
+    return metrics, slice_metrics(frame, contract, output, classes, threshold)

@@ -6,6 +6,7 @@ v2 promoted -> serving reloads v2.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from contextlib import ExitStack
 from datetime import UTC, datetime, time
@@ -17,18 +18,19 @@ import pytest
 from prefect.settings import PREFECT_API_URL
 
 from flows.monitoring import monitor_model_flow
-from flows.parameters import DataSpec, Hyperparameters, MonitorThresholds, MonitorWindow
+from flows.parameters import DataSpec, MonitorThresholds, MonitorWindow
 from flows.training import train_model_flow
 from flows.triggers import retrain_trigger
-from mlops.contract.spec import load_contract
+from mlops.contract.loader import load_contract
 from mlops.data.simulate import SimulationConfig, simulate
 from mlops.data.sources import Window, load_dataset
 from mlops.data.validate import validate_frame
 from mlops.inference.scoring import score_onnx
 from mlops.monitoring.policy import EVENTS
-from mlops.monitoring.prediction_log import read_prediction_log
+from mlops.monitoring.prediction_store import read_prediction_log
 from mlops.registry.store import Registry
 from mlops.settings import DEFAULT_CONTRACT
+from mlops.training.train import TrainParams, params_dict
 from tests.support import service
 from tests.support.loop import (
     Loop,
@@ -43,7 +45,7 @@ pytestmark = pytest.mark.slow
 MODEL = "fraud-loop"  # not the default name: other tests' events must not fire this trigger
 DEPLOYMENT = "retrain-on-events"
 CONFIG = SimulationConfig(days=30, rows_per_day=2500, seed=3)  # concept drift from day 20
-FAST = Hyperparameters(max_epochs=4, patience=2, seed=1, accelerator="cpu")
+FAST = TrainParams(max_epochs=4, patience=2, seed=1, accelerator="cpu")
 SERVED_DAYS = (20, 21, 22, 23)  # concept drift, before the data-quality incident of days 24-25
 RELAXED = MonitorThresholds(
     cooldown_hours=0, min_new_rows=100, min_labelled_rows=300, consecutive_windows=1
@@ -60,11 +62,11 @@ def day(index: int) -> datetime:
 
 def retrain_parameters() -> dict[str, Any]:
     """The deployment's defaults: the newest labelled days, since the covariate shift settled."""
-    training = FAST.model_copy(update={"val_fraction": 0.1, "holdout_fraction": 0.1})
+    training = dataclasses.replace(FAST, val_fraction=0.1, holdout_fraction=0.1)
     return {
         "model_name": MODEL,
         "data": DataSpec(start=day(18), end=day(24)).model_dump(mode="json", exclude_none=True),
-        "training": training.model_dump(mode="json"),
+        "training": params_dict(training),
         "reason": "manual run",
     }
 

@@ -6,25 +6,21 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.events.filters import EventFilter, EventNameFilter
 
 from flows.monitoring import monitor_model_flow
 from flows.parameters import MonitorThresholds, MonitorWindow
-from mlops.contract.spec import load_contract
-from mlops.data.simulate import SimulationConfig, generate_day, simulate
+from mlops.contract.loader import load_contract
+from mlops.data.simulate import SimulationConfig, generate_day, labelled_rows, simulate
 from mlops.inference.model import load_from_registry
 from mlops.inference.outputs import output_frame
-from mlops.monitoring.prediction_log import LogSettings, PredictionLogger
+from mlops.monitoring.prediction_logger import LogSettings, PredictionLogger
 from mlops.registry.store import Registry
-from mlops.release.card import build_manifest, render_model_card
-from mlops.release.export import export_onnx
-from mlops.release.verify import verify_export
+from mlops.release.build import train_and_register
 from mlops.settings import DEFAULT_CONTRACT
-from mlops.training.train import TrainParams, split_by_time, train_model
-from tasks.registry import reference_profile
+from mlops.training.train import TrainParams
 
 pytestmark = pytest.mark.slow
 MODEL = "card-fraud"
@@ -38,46 +34,12 @@ def champion_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Train v1 on the stable two weeks and make it champion; simulate labels for 24 days."""
     home = tmp_path_factory.mktemp("monitoring")
     simulate(str(home / "sim"), CONFIG)
-    contract = load_contract(DEFAULT_CONTRACT)
-    days = [_labelled_day(d) for d in range(14)]
-    splits = split_by_time(pd.concat(days, ignore_index=True))
-    model = train_model(splits, contract, TrainParams(max_epochs=6, seed=1))
-    path = export_onnx(model, contract, home / "model.onnx")
-    report = verify_export(path, model, contract, splits.holdout)
-    from mlops.training.evaluate import compute_metrics
-    from mlops.training.train import predict_torch
-
-    metrics = compute_metrics(
-        "binary",
-        splits.holdout["is_fraud"],
-        predict_torch(model, splits.holdout),
-        (0, 1),
-        model.decision_threshold,
-    )
-    manifest = build_manifest(
-        model=model,
-        contract=contract,
-        data={"uri": "sim"},
-        metrics=metrics,
-        slice_metrics=[],
-        verification=report.to_dict(),
-        flow_run_id=None,
-    )
-    registry = Registry(str(home / "registry"))
-    version = registry.register(
-        MODEL,
-        onnx_path=path,
-        manifest=manifest,
-        reference_profile=reference_profile(model, contract, splits.train),
-        model_card=render_model_card(manifest),
-    )
-    registry.promote(MODEL, version.version, actor="test", reason="fixture")
+    train_and_register(
+        Registry(str(home / "registry")), MODEL, load_contract(DEFAULT_CONTRACT),
+        labelled_rows(CONFIG, days=14), TrainParams(max_epochs=6, seed=1),
+        actor="test", reason="fixture", data_uri="sim", promote=True,
+    )  # fmt: skip
     return home
-
-
-def _labelled_day(day: int) -> pd.DataFrame:
-    features, labels = generate_day(CONFIG, day)
-    return features.merge(labels[["transaction_id", "is_fraud"]], on="transaction_id")
 
 
 def _serve_day(home: Path, day: int, at: datetime) -> None:

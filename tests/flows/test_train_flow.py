@@ -11,20 +11,20 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-from flows.parameters import DataSpec, GateSpec, Hyperparameters
+from flows.parameters import DataSpec, GateSpec
 from flows.training import train_model_flow
-from mlops.contract.spec import load_contract
+from mlops.contract.loader import load_contract
 from mlops.data.simulate import SimulationConfig, simulate
 from mlops.data.sources import load_dataset
 from mlops.data.validate import validate_frame
 from mlops.inference.scoring import score_onnx
 from mlops.registry.store import Registry
 from mlops.release.lineage import data_fingerprint
-from mlops.training.train import split_by_time
+from mlops.training.train import TrainParams, split_by_time
 
 pytestmark = pytest.mark.slow
 TEST_CONTRACTS = Path(__file__).resolve().parents[1] / "contracts"
-FAST = Hyperparameters(max_epochs=4, patience=2)
+FAST = TrainParams(max_epochs=4, patience=2)
 
 
 def _artifact_keys(flow_run_id: str) -> set[str]:
@@ -157,7 +157,7 @@ def test_train_model_handles_regression_without_timestamp_or_id(
     result = train_model_flow(
         model_name="houses",
         data=DataSpec(contract=str(TEST_CONTRACTS / "house_prices.yaml"), data_uri=str(path)),
-        training=Hyperparameters(max_epochs=15, patience=3),
+        training=TrainParams(max_epochs=15, patience=3),
     )
 
     assert result["promoted"], result["verdict"]

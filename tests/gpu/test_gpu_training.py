@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mlops.contract.spec import load_contract
-from mlops.data.simulate import SimulationConfig, generate_day
-from mlops.release.export import export_onnx
-from mlops.release.verify import create_session, verify_export
+from mlops.contract.loader import load_contract
+from mlops.data.simulate import SimulationConfig, labelled_rows
+from mlops.inference.sessions import create_session
+from mlops.registry.store import Registry
+from mlops.release.build import train_and_register
 from mlops.settings import DEFAULT_CONTRACT
-from mlops.training.train import TrainParams, split_by_time, train_model
+from mlops.training.train import TrainParams
 
 pytestmark = [
     pytest.mark.gpu,
@@ -19,20 +20,15 @@ pytestmark = [
 
 
 def test_training_runs_on_the_gpu_and_the_export_keeps_parity_under_cuda(tmp_path) -> None:
-    config = SimulationConfig(days=10, rows_per_day=1000, scenario="stable")
-    frames = []
-    for day in range(config.days):
-        features, labels = generate_day(config, day)
-        frames.append(features.merge(labels[["transaction_id", "is_fraud"]]))
-    import pandas as pd
+    rows = labelled_rows(SimulationConfig(days=10, rows_per_day=1000, scenario="stable"))
+    registry = Registry(str(tmp_path / "registry"))
 
-    frame = pd.concat(frames, ignore_index=True)
-    contract = load_contract(DEFAULT_CONTRACT)
-    splits = split_by_time(frame)
-    model = train_model(splits, contract, TrainParams(max_epochs=3, accelerator="gpu"))
-    assert model.device.startswith("cuda")
-    path = export_onnx(model, contract, tmp_path / "model.onnx")
-    report = verify_export(path, model, contract, splits.holdout)
-    _, device = create_session(path)
-    assert report.max_abs_diff <= 1e-4
-    assert device == report.device
+    built = train_and_register(
+        registry, "gpu-test", load_contract(DEFAULT_CONTRACT), rows,
+        TrainParams(max_epochs=3, accelerator="gpu"), actor="tests", reason="gpu test",
+    )  # fmt: skip
+
+    assert built.model.device.startswith("cuda")
+    _, device = create_session(registry.read_onnx("gpu-test", built.version.version))
+    assert built.verification.max_abs_diff <= 1e-4
+    assert device == built.verification.device

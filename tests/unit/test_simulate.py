@@ -20,6 +20,7 @@ from mlops.data.simulate import (
     SimulationConfig,
     SimulationResult,
     generate_day,
+    labelled_rows,
     scenario_events,
     simulate,
 )
@@ -328,3 +329,20 @@ def test_fraud_is_learnable_on_stable_data(contract: dict[str, Any]) -> None:
     model.fit(_model_inputs(train, contract), train["is_fraud"])
     scores = model.predict_proba(_model_inputs(test, contract))[:, 1]
     assert roc_auc_score(test["is_fraud"], scores) >= 0.8
+
+
+def test_labelled_rows_joins_each_day_with_its_label_in_time_order() -> None:
+    config = SimulationConfig(days=10, rows_per_day=50, scenario="stable", seed=4)
+
+    rows = labelled_rows(config)
+    first_three = labelled_rows(config, days=3)
+
+    assert len(rows) == 500 and rows.index.equals(pd.RangeIndex(500))
+    assert "label_time" not in rows and set(rows["is_fraud"].unique()) <= {0, 1}
+    assert rows["timestamp"].is_monotonic_increasing
+    features, labels = generate_day(config, 9)
+    expected = labels.set_index("transaction_id")["is_fraud"]
+    last_day = rows.tail(50).set_index("transaction_id")
+    pd.testing.assert_series_equal(last_day["is_fraud"], expected.loc[last_day.index])
+    assert list(last_day.index) == list(features["transaction_id"])
+    pd.testing.assert_frame_equal(first_three, rows.head(150))

@@ -1,0 +1,92 @@
+"""Build a registered version from labelled rows through the same steps as the train-model flow.
+
+Tests and benchmarks use this instead of assembling versions by hand, so their versions hold what
+production's hold: the data lineage, holdout metrics, verification, model card and a reference
+profile of features, target and outputs.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mlops.contract.spec import Contract
+from mlops.registry.store import ModelVersion, Registry
+from mlops.release.candidate import prepare_candidate, register_candidate
+from mlops.release.lineage import data_lineage
+from mlops.release.verify import VerificationReport
+from mlops.training.train import (
+    TrainedModel,
+    TrainParams,
+    evaluate_model,
+    split_by_time,
+    train_model,
+)
+
+
+@dataclass(frozen=True)
+class BuiltVersion:
+    """The registered version, the model it was exported from, and the export's checks."""
+
+    version: ModelVersion
+    model: TrainedModel
+    verification: VerificationReport
+
+
+def train_and_register(
+    registry: Registry,
+    model_name: str,
+    contract: Contract,
+    rows: pd.DataFrame,
+    params: TrainParams,
+    *,
+    actor: str,
+    reason: str,
+    data_uri: str = "(rows in memory)",
+    promote: bool = False,
+    prefer_gpu: bool = True,
+    workdir: str | Path | None = None,
+) -> BuiltVersion:
+    """Split time-ordered labelled rows, train, evaluate, prepare and register a version.
+
+    The version gets no alias; with `promote` it becomes champion directly (no gate). The ONNX
+    export is written to `workdir`, or to a temporary folder removed afterwards.
+    """
+    splits = split_by_time(
+        rows, val_fraction=params.val_fraction, holdout_fraction=params.holdout_fraction
+    )
+    model = train_model(splits, contract, params)
+    metrics, slices = evaluate_model(model, contract, splits.holdout)
+    lineage = data_lineage(data_uri, None, splits, contract.timestamp_column, rows)
+    with _folder(workdir) as folder:
+        candidate = prepare_candidate(
+            model,
+            contract,
+            splits,
+            workdir=folder,
+            data=lineage,
+            metrics=metrics,
+            slice_metrics=slices,
+            flow_run_id=None,
+            reason=reason,
+            prefer_gpu=prefer_gpu,
+        )
+        version = register_candidate(registry, model_name, candidate, actor=actor)
+    if promote:
+        registry.promote(model_name, version.version, actor=actor, reason=reason)
+    return BuiltVersion(version, model, candidate.verification)
+
+
+@contextmanager
+def _folder(workdir: str | Path | None) -> Iterator[Path]:
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        yield Path(workdir)
+        return
+    with tempfile.TemporaryDirectory(prefix="mlops-export-") as folder:
+        yield Path(folder)
