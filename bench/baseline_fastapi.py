@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 from mlops.contract.api_model import build_record_model
-from mlops.contract.spec import load_contract
+from mlops.contract.loader import load_contract
 from mlops.settings import get_settings
 from mlops.training.train import TrainedModel, predict_torch
 

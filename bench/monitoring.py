@@ -56,7 +56,7 @@ def make_rows(n: int, first_day: int, drift: bool) -> pd.DataFrame:
 
 
 def _features(frame: pd.DataFrame) -> pd.DataFrame:
-    from mlops.contract.spec import load_contract
+    from mlops.contract.loader import load_contract
     from mlops.settings import DEFAULT_CONTRACT
 
     return frame[list(load_contract(DEFAULT_CONTRACT).feature_names)]
@@ -64,7 +64,7 @@ def _features(frame: pd.DataFrame) -> pd.DataFrame:
 
 def whylogs_path(work: str, queue: Any) -> None:
     """Merge the window profiles and compare with the reference profile (monitor-model's work)."""
-    from mlops.contract.spec import load_contract
+    from mlops.contract.loader import load_contract
     from mlops.monitoring.drift import feature_drift
     from mlops.monitoring.profile import merge_profiles, profile_from_bytes
     from mlops.settings import DEFAULT_CONTRACT
@@ -150,13 +150,13 @@ def retrain_cycle(work: Path) -> dict[str, Any]:
     import os
 
     os.environ["MLOPS_HOME"] = str(work / "home")
-    from flows.parameters import Hyperparameters
     from flows.training import train_model_flow
     from mlops.data.simulate import SimulationConfig, simulate
+    from mlops.training.train import TrainParams
 
     simulate(str(work / "home" / "data" / "simulated"), SimulationConfig(scenario="stable"))
     started = time.perf_counter()
-    result = train_model_flow(training=Hyperparameters(max_epochs=6, patience=6))
+    result = train_model_flow(training=TrainParams(max_epochs=6, patience=6))
     wall = time.perf_counter() - started
     flow_s, tasks_s = _run_times(result["uri"])
     return {

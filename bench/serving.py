@@ -29,6 +29,7 @@ from bench import servers
 from bench.loadgen import CellResult, run_cell
 from bench.serving_report import compare, to_markdown
 from bench.serving_setup import MODEL, Setup, prepare
+from stack.processes import Child
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RECORDS = (1, 64)
@@ -47,7 +48,7 @@ class Plan:
 def bench_onnxruntime(setup: Setup, plan: Plan) -> dict[str, Any]:
     """Time session.run on the service's feeds, alone and from concurrent threads."""
     from mlops.contract.api_model import RecordColumns, build_record_model
-    from mlops.contract.spec import load_contract
+    from mlops.contract.loader import load_contract
     from mlops.inference.model import load_from_registry
     from mlops.registry.store import Registry
     from mlops.settings import DEFAULT_CONTRACT, get_settings
@@ -93,7 +94,7 @@ def _timed_loop(call: Any, threads: int, plan: Plan) -> dict[str, Any]:
     return CellResult(len(latencies), 0, seconds, latencies).summary()
 
 
-def bench_server(server: servers.Server, setup: Setup, plan: Plan) -> dict[str, Any]:
+def bench_server(server: Child, setup: Setup, plan: Plan) -> dict[str, Any]:
     """Drive one server through every (records, clients) cell."""
     cells: dict[str, Any] = {}
     for n in RECORDS:
@@ -162,10 +163,8 @@ def run_servers(setup: Setup, plan: Plan) -> dict[str, Any]:
             MLOPS_HOME=str(home), MLOPS_REGISTRY_URL=str(setup.work / "registry"),
             BENTOML_HOME=str(home / "bentoml"), **extra,
         )  # fmt: skip
-        port = servers.free_port()
         print(f"{name}:", flush=True)
-        argv = [arg.format(port=port) for arg in command]
-        with servers.running(argv, env, port, setup.work / f"{name}.log") as server:
+        with servers.running(name, command, env, setup.work / f"{name}.log") as server:
             if name != "bentoml_floor":
                 _check_answer(server.url, setup)
             results[name] = bench_server(server, setup, plan)

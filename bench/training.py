@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from mlops.contract.spec import load_contract
+from mlops.contract.loader import load_contract
 from mlops.data.simulate import SimulationConfig, simulate
 from mlops.data.sources import Window, load_dataset
 from mlops.data.validate import validate_frame
-from mlops.release.export import export_onnx, onnx_feed
+from mlops.inference.feed import onnx_feed
+from mlops.release.export import export_onnx
 from mlops.release.verify import create_session, run_session, verify_export
 from mlops.settings import DEFAULT_CONTRACT
 from mlops.training.train import TrainParams, predict_torch, split_by_time, train_model

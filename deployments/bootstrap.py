@@ -29,7 +29,7 @@ POOLS: dict[str, tuple[bool, str]] = {
 # Read by prefect.yaml at `prefect deploy` time: per-environment settings without editing YAML.
 VARIABLES: dict[str, Any] = {
     "mlops_train_data": {},  # train-model `data` (DataSpec): {} = all data, e.g. {"last_rows": N}
-    "mlops_train_hyperparameters": {},  # train-model `training` (Hyperparameters): {} = defaults
+    "mlops_train_hyperparameters": {},  # train-model `training` (TrainParams): {} = defaults
     "mlops_monitor_labels_uri": "",  # monitor-model `labels_uri`: "" = no live performance
 }
 

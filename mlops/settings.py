@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONTRACT = REPO_ROOT / "contracts" / "card_fraud.yaml"
+
+# Telemetry of the tools we run tries the network; these turn it off. Python entry points and the
+# environments of the processes they start take them from here. Files read before Python starts
+# keep their own copy: Makefile, prefect.yaml (job variables), deployments/Dockerfile.worker,
+# deployments/templates/*.json (job templates) and serving/bentofile.yaml (the Bento's envs).
+TELEMETRY_OPT_OUTS: Mapping[str, str] = MappingProxyType(
+    {
+        "BENTOML_DO_NOT_TRACK": "true",
+        "WHYLOGS_NO_ANALYTICS": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+    }
+)
+
+
+def quiet_telemetry() -> None:
+    """Turn telemetry off in this process's environment, keeping values already set."""
+    for key, value in TELEMETRY_OPT_OUTS.items():
+        os.environ.setdefault(key, value)
 
 
 class Settings(BaseSettings):

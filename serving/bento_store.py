@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import tempfile
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops.registry.store import ModelVersion, Registry, RegistryError
+from mlops.settings import quiet_telemetry
 
 BENTO_FILES = ("model.onnx", "manifest.json", "model_card.md")
 # Manifest keys worth carrying into the BentoML model's metadata.
@@ -45,7 +45,7 @@ def save_to_bentoml(
     The tag is ``<name>:<registry version>``; saving a version that is already there returns its
     tag without writing anything.
     """
-    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    quiet_telemetry()
     import bentoml
     from bentoml.exceptions import NotFound
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlops.contract.spec import load_contract
+from mlops.contract.loader import load_contract
 from mlops.registry.store import Registry
 from mlops.settings import REPO_ROOT, Settings
 from serving.bento_store import save_to_bentoml

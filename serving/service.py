@@ -6,7 +6,6 @@ the types at class definition); everything else (registry, model, logging) start
 
 from __future__ import annotations
 
-import os
 import uuid
 from typing import Annotated, Any
 
@@ -23,16 +22,15 @@ from mlops.contract.api_model import (
     build_record_model,
     render_response,
 )
-from mlops.contract.spec import load_contract
+from mlops.contract.loader import load_contract
 from mlops.inference.model import LoadedModel
-from mlops.settings import get_settings
+from mlops.settings import get_settings, quiet_telemetry
 from serving.batching import MicroBatcher
 from serving.observability import RejectionCounter, service_metrics
 from serving.runtime import ModelKeeper, start_logger, tune_gc
 from serving.served_log import ServedLog
 
-for _key, _value in (("BENTOML_DO_NOT_TRACK", "true"), ("WHYLOGS_NO_ANALYTICS", "1")):
-    os.environ.setdefault(_key, _value)
+quiet_telemetry()
 
 
 class ServiceArgs(BaseModel):

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mlops.settings import get_settings
+from mlops.settings import get_settings, quiet_telemetry
 
 app = typer.Typer(
     help="Continuous training on Prefect: simulate, train, inspect.",
@@ -22,16 +22,6 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console()
-
-
-def _quiet_telemetry() -> None:
-    for key, value in (
-        ("PREFECT_SERVER_ANALYTICS_ENABLED", "false"),
-        ("BENTOML_DO_NOT_TRACK", "true"),
-        ("WHYLOGS_NO_ANALYTICS", "1"),
-        ("DO_NOT_TRACK", "1"),
-    ):
-        os.environ.setdefault(key, value)
 
 
 @app.command()
@@ -77,9 +67,10 @@ def train(
     accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
 ) -> None:
     """Run the train-model flow in this process and print the outcome."""
-    _quiet_telemetry()
-    from flows.parameters import DataSpec, Hyperparameters
+    quiet_telemetry()
+    from flows.parameters import DataSpec
     from flows.training import train_model_flow
+    from mlops.training.train import TrainParams
 
     data = DataSpec(
         contract=contract,
@@ -91,7 +82,7 @@ def train(
     result = train_model_flow(
         model_name=model_name,
         data=data,
-        training=Hyperparameters(max_epochs=max_epochs, accelerator=accelerator),
+        training=TrainParams(max_epochs=max_epochs, accelerator=accelerator),
     )
     console.print(f"\n[bold]{result['verdict']}[/]")
     status(model_name)
@@ -146,7 +137,7 @@ def serve(
 
     from mlops.settings import REPO_ROOT
 
-    _quiet_telemetry()
+    quiet_telemetry()
     command = [sys.executable, "-m", "bentoml", "serve", "serving.service:PredictionService",
                "--host", host, "--port", str(port)]  # fmt: skip
     console.print(f"Serving {get_settings().model_name} on http://{host}:{port} (docs at /docs)")
@@ -161,7 +152,7 @@ def build_bento(
     """Build a Bento that serves one registry version, pinned at build time."""
     from serving.packaging import build_pinned_bento
 
-    _quiet_telemetry()
+    quiet_telemetry()
     settings = get_settings()
     bento = build_pinned_bento(settings, model_name or settings.model_name, version)
     console.print(f"Built Bento [bold]{bento}[/]; run it with `bentoml serve {bento}`")
@@ -194,7 +185,7 @@ def bootstrap(
     """Create the work pools, the `gpu` concurrency limit and the variables (idempotent)."""
     import asyncio
 
-    _quiet_telemetry()
+    quiet_telemetry()
     module = _deployments_module("bootstrap")
     values = module.parse_values(set_values or [])
     for line in asyncio.run(module.bootstrap(pool_type, gpu_slots, values)):
@@ -215,7 +206,7 @@ def deploy(
 
     from mlops.settings import REPO_ROOT
 
-    _quiet_telemetry()
+    quiet_telemetry()
     # prefect.yaml's pull step enters `{{ $PWD }}`, read when deploying.
     env = os.environ | {"PREFECT_CLI_PROMPT": "false", "PWD": workdir or str(REPO_ROOT)}
     command = [str(Path(sys.executable).parent / "prefect"), "--no-prompt", "deploy", "--all"]
@@ -235,7 +226,7 @@ def demo(
     """Play the continuous-training loop on a local stack and leave it running (`mlops stop`)."""
     from stack.demo import Demo, DemoConfig
 
-    _quiet_telemetry()
+    quiet_telemetry()
     config = DemoConfig(
         days=days,
         rows_per_day=rows_per_day,

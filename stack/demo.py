@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from mlops.contract.spec import load_contract
+from mlops.contract.loader import load_contract
 from mlops.data.scenario import SimulationConfig
 from mlops.data.simulate import simulate
 from mlops.registry.store import Registry

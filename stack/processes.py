@@ -1,8 +1,10 @@
 """Background processes that can be stopped exactly: own session, log file, pid record.
 
-Each process gets its own session (so its children stop with it), its output in
-`<run_dir>/<name>.log` and a record in `<run_dir>/<name>.json` (pid, start time, command, URL),
-so that `mlops stop`, or a test's teardown, stops exactly what was started and nothing else.
+Each process gets its own session (so its children stop with it) and its output in a log file.
+`start` also records it in `<run_dir>/<name>.json` (pid, start time, command, URL), so that
+`mlops stop`, or a test's teardown, stops exactly what was started and nothing else. `running`
+keeps a child of this process for the length of a block (tests, benchmarks) and gives its exit
+code, its log and the CPU time of its process tree.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
+
+from stack import proctree
 
 
 class StackError(RuntimeError):
@@ -42,15 +46,57 @@ class Background:
             os.kill(self.pid, 0)
         except (ProcessLookupError, PermissionError):
             return False
-        state = _proc_stat(self.pid)
+        state = proctree.proc_stat(self.pid)
         if state is None:  # no /proc: trust the pid
             return True
         return state[0] != "Z" and (self.started is None or state[1] == self.started)
 
     def log_tail(self, chars: int = 4000) -> str:
         """Return the end of the process's output."""
-        path = Path(self.log)
-        return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
+        return _tail(Path(self.log), chars)
+
+
+@dataclass
+class Child:
+    """A process this one started in a session of its own; `stop` gives its exit code."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    url: str | None = None
+    stop_signal: signal.Signals = signal.SIGTERM
+    stop_timeout_s: float = 20
+
+    def alive(self) -> bool:
+        """Tell whether the process still runs."""
+        return self.process.poll() is None
+
+    def log_tail(self, chars: int = 4000) -> str:
+        """Return the end of the process's output."""
+        return _tail(self.log, chars)
+
+    def cpu_seconds(self) -> float:
+        """Return the CPU time used so far by the process and its live descendants."""
+        pid = self.process.pid
+        return sum(proctree.cpu_seconds(p) for p in [pid, *proctree.descendants(pid)])
+
+    def stop(self, timeout_s: float | None = None) -> int:
+        """Send `stop_signal` to the group; SIGKILL what is left after `timeout_s`; return the code.
+
+        Descendants that left the group (BentoML's workers, Prefect's flow runs) are found before
+        the signal and stopped by pid after their parent.
+        """
+        timeout_s = self.stop_timeout_s if timeout_s is None else timeout_s
+        family = proctree.descendants(self.process.pid) if self.alive() else {}
+        if self.alive():
+            proctree.signal_group(self.process.pid, self.stop_signal)
+            with suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout_s)
+        proctree.signal_group(self.process.pid, signal.SIGKILL)  # a worker outliving its parent
+        code = self.process.wait(10)
+        for pid, started in family.items():
+            proctree.stop_pid(pid, started, timeout_s)
+        return code
 
 
 def free_port() -> int:
@@ -69,6 +115,52 @@ def port_or_free(wanted: int) -> int:
         return free_port()
 
 
+def http_ok(url: str) -> Callable[[], bool]:
+    """Return a check that `url` answers 200 (for `wait_until`, which retries on HTTP errors)."""
+    return lambda: httpx.get(url, timeout=2).status_code == 200
+
+
+def spawn(
+    command: list[str], *, log_path: Path, env: dict[str, str], cwd: Path, append: bool = True
+) -> subprocess.Popen[bytes]:
+    """Start `command` in a session of its own, its output going to `log_path`."""
+    with open(log_path, "ab" if append else "wb") as log:
+        return subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+@contextmanager
+def running(
+    name: str,
+    command: list[str],
+    *,
+    log_path: Path,
+    env: dict[str, str],
+    cwd: Path,
+    url: str | None = None,
+    ready: Callable[[], bool] | None = None,
+    ready_timeout_s: float = 120,
+    stop_signal: signal.Signals = signal.SIGTERM,
+    stop_timeout_s: float = 20,
+) -> Iterator[Child]:
+    """Run `command` until the block ends (a fresh log), first waiting for `ready` if given."""
+    process = spawn(command, log_path=log_path, env=env, cwd=cwd, append=False)
+    child = Child(name, process, log_path, url, stop_signal, stop_timeout_s)
+    try:
+        if ready is not None:
+            wait_until(ready, ready_timeout_s, f"{name} to be ready", child)
+        yield child
+    finally:
+        child.stop()
+
+
 def start(
     name: str,
     command: list[str],
@@ -80,21 +172,12 @@ def start(
 ) -> Background:
     """Start `command` in its own session, logging to `<run_dir>/<name>.log`; record it."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    running = [p for p in recorded(run_dir) if p.name == name and p.alive()]
-    if running:
-        raise StackError(f"{name} already runs (pid {running[0].pid}): `mlops stop` first")
+    already = [p for p in recorded(run_dir) if p.name == name and p.alive()]
+    if already:
+        raise StackError(f"{name} already runs (pid {already[0].pid}): `mlops stop` first")
     log_path = run_dir / f"{name}.log"
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    stat = _proc_stat(process.pid)
+    process = spawn(command, log_path=log_path, env=env, cwd=cwd)
+    stat = proctree.proc_stat(process.pid)
     started = Background(name, process.pid, command, str(log_path), url, stat and stat[1])
     (run_dir / f"{name}.json").write_text(json.dumps(asdict(started), indent=2))
     return started
@@ -116,12 +199,12 @@ def stop(process: Background, run_dir: Path, timeout_s: float = 20) -> bool:
     """
     was_alive = process.alive()
     if was_alive:
-        family = _descendants(process.pid)
-        _signal_group(process.pid, signal.SIGTERM)
-        _wait_gone(lambda: _group_alive(process.pid), timeout_s)
-        _signal_group(process.pid, signal.SIGKILL)
+        family = proctree.descendants(process.pid)
+        proctree.signal_group(process.pid, signal.SIGTERM)
+        proctree.wait_gone(lambda: proctree.group_alive(process.pid), timeout_s)
+        proctree.signal_group(process.pid, signal.SIGKILL)
         for pid, started in family.items():
-            _stop_pid(pid, started, timeout_s)
+            proctree.stop_pid(pid, started, timeout_s)
     with suppress(ChildProcessError):
         os.waitpid(process.pid, os.WNOHANG)  # no zombie when this process started it
     (run_dir / f"{process.name}.json").unlink(missing_ok=True)
@@ -133,68 +216,8 @@ def stop_all(run_dir: Path) -> list[str]:
     return [p.name for p in reversed(recorded(run_dir)) if stop(p, run_dir)]
 
 
-def _proc_stat(pid: int) -> tuple[str, str] | None:
-    """Return a process's state letter and start time from /proc (None where there is none)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return fields[0], fields[19]
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)  # the session leader's pid is its process group id
-
-
-def _group_alive(pgid: int) -> bool:
-    with suppress(ChildProcessError):  # a leader this process started stays a zombie until reaped
-        os.waitpid(pgid, os.WNOHANG)
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
-def _wait_gone(alive: Callable[[], bool], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while alive() and time.monotonic() < deadline:
-        time.sleep(0.2)
-
-
-def _descendants(pid: int) -> dict[int, str]:
-    """Return the descendants of a process with their start times (empty without /proc)."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").glob("[0-9]*"):
-        with suppress(OSError, IndexError, ValueError):
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            parents.setdefault(int(fields[1]), []).append(int(entry.name))
-    found: dict[int, str] = {}
-    todo = list(parents.get(pid, []))
-    while todo:
-        child = todo.pop()
-        stat = _proc_stat(child)
-        if stat is not None and child not in found:
-            found[child] = stat[1]
-            todo += parents.get(child, [])
-    return found
-
-
-def _stop_pid(pid: int, started: str, timeout_s: float) -> None:
-    """Stop one process if it is still the one seen before (same start time)."""
-
-    def same() -> bool:
-        stat = _proc_stat(pid)
-        return stat is not None and stat[0] != "Z" and stat[1] == started
-
-    if same():
-        with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        _wait_gone(same, timeout_s)
-        if same():
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+def _tail(path: Path, chars: int) -> str:
+    return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
 
 
 def wait_ready(
@@ -210,7 +233,10 @@ def wait_ready(
 
 
 def wait_until(
-    check: Callable[[], bool], timeout_s: float, what: str, process: Background | None = None
+    check: Callable[[], bool],
+    timeout_s: float,
+    what: str,
+    process: Background | Child | None = None,
 ) -> None:
     """Poll `check` until it is true; fail with the process's log if it exits or time runs out."""
     deadline = time.monotonic() + timeout_s

@@ -21,7 +21,7 @@ import pandas as pd
 from mlops.contract.spec import Contract
 from mlops.data.sources import read_frame
 from mlops.monitoring.performance import join_labels, performance_by_version
-from mlops.monitoring.prediction_log import read_prediction_log
+from mlops.monitoring.prediction_store import read_prediction_log
 from mlops.settings import Settings
 
 

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import httpx
 
+from mlops.settings import TELEMETRY_OPT_OUTS
 from stack.processes import (
     Background,
     StackError,
     free_port,
+    http_ok,
     port_or_free,
     recorded,
     start,
@@ -39,14 +41,11 @@ POOLS = ("gpu-pool", "cpu-pool")
 def prefect_env(base: dict[str, str], prefect_home: Path, api_url: str) -> dict[str, str]:
     """Return an environment for Prefect commands against `api_url`, with no telemetry."""
     return base | {
+        **TELEMETRY_OPT_OUTS,
         "PREFECT_HOME": str(prefect_home),
         "PREFECT_API_URL": api_url,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_CLI_PROMPT": "false",
         "PREFECT_WORKER_QUERY_SECONDS": base.get("PREFECT_WORKER_QUERY_SECONDS", "2"),
-        "BENTOML_DO_NOT_TRACK": "true",
-        "WHYLOGS_NO_ANALYTICS": "1",
-        "DO_NOT_TRACK": "1",
         "PYTHONUNBUFFERED": "1",
     }
 
@@ -67,11 +66,7 @@ def start_prefect_server(
     command = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     server = start("prefect-server", command, run_dir=run_dir, env=server_env, cwd=cwd, url=api)
     return wait_ready(
-        server,
-        run_dir,
-        lambda: httpx.get(f"{api}/health", timeout=2).status_code == 200,
-        timeout_s,
-        "the Prefect API to answer",
+        server, run_dir, http_ok(f"{api}/health"), timeout_s, "the Prefect API to answer"
     )
 
 
@@ -98,11 +93,7 @@ def start_service(
     command = [str(BIN / "mlops"), "serve", "--host", "127.0.0.1", "--port", str(port)]
     service = start("bento-service", command, run_dir=run_dir, env=env, cwd=cwd, url=url)
     return wait_ready(
-        service,
-        run_dir,
-        lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 200,
-        timeout_s,
-        "the prediction service to be ready",
+        service, run_dir, http_ok(f"{url}/readyz"), timeout_s, "the prediction service to be ready"
     )
 
 

@@ -3,18 +3,41 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 import tempfile
 
-# Set before anything imports bentoml or prefect: both read these once.
-_SESSION_DIR = tempfile.mkdtemp(prefix="mlops-tests-")
-for _key, _value in {
-    "BENTOML_HOME": f"{_SESSION_DIR}/bentoml",
-    "BENTOML_DO_NOT_TRACK": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_RESULTS_LOCAL_STORAGE_PATH": f"{_SESSION_DIR}/prefect-results",
-    "WHYLOGS_NO_ANALYTICS": "1",
-    "DO_NOT_TRACK": "1",
-    "MLOPS_HOME": f"{_SESSION_DIR}/mlops",
-}.items():
-    os.environ[_key] = _value
-os.makedirs(f"{_SESSION_DIR}/bentoml/models", exist_ok=True)
+import pytest
+
+from mlops.settings import TELEMETRY_OPT_OUTS
+
+_SESSION_DIR = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Point every store at a session folder and turn telemetry off, before any test module loads.
+
+    bentoml and prefect read these once, when first imported: no conftest imports them at module
+    level, so they load with the test modules, after this hook.
+    """
+    early = [name for name in ("bentoml", "prefect") if name in sys.modules]
+    if early:
+        raise pytest.UsageError(f"{early} imported before tests/conftest.py set the environment")
+    session_dir = tempfile.mkdtemp(prefix="mlops-tests-")
+    config.stash[_SESSION_DIR] = session_dir
+    os.environ.update(TELEMETRY_OPT_OUTS)
+    os.environ.update(
+        {
+            "BENTOML_HOME": f"{session_dir}/bentoml",
+            "PREFECT_RESULTS_LOCAL_STORAGE_PATH": f"{session_dir}/prefect-results",
+            "MLOPS_HOME": f"{session_dir}/mlops",
+        }
+    )
+    os.makedirs(f"{session_dir}/bentoml/models", exist_ok=True)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the session folder."""
+    session_dir = config.stash.get(_SESSION_DIR, None)
+    if session_dir is not None:
+        shutil.rmtree(session_dir, ignore_errors=True)

@@ -7,7 +7,6 @@ off. whylogs is imported lazily, so importing this module stays cheap.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import reduce
@@ -16,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+from mlops.settings import quiet_telemetry
 
 if TYPE_CHECKING:
     from whylogs.core import DatasetProfileView as ProfileView
@@ -38,7 +39,7 @@ _TYPE_COLUMNS = ("integral", "fractional", "boolean", "string", "object", "tenso
 
 def _whylogs() -> ModuleType:
     """Import whylogs after applying the numpy 2 shim and disabling its telemetry."""
-    os.environ.setdefault("WHYLOGS_NO_ANALYTICS", "1")
+    quiet_telemetry()
     if not hasattr(np, "unicode_"):
         # whylogs 1.6.4 uses np.unicode_, removed in numpy 2; np.str_ is what it aliased.
         setattr(np, "unicode_", np.str_)  # noqa: B010

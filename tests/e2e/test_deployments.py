@@ -16,14 +16,13 @@ from typing import Any
 
 import pandas as pd
 import pytest
-import yaml
 
-from flows.triggers import RETRAIN_REASON, retrain_trigger
+from flows.triggers import RETRAIN_REASON
 from mlops.data.simulate import generate_day
 from mlops.inference.model import load_from_registry
 from mlops.inference.outputs import output_frame
 from mlops.monitoring.policy import EVENTS
-from mlops.monitoring.prediction_log import LogSettings, PredictionLogger
+from mlops.monitoring.prediction_logger import LogSettings, PredictionLogger
 from mlops.settings import REPO_ROOT
 from stack import services as stack
 from tests.support.e2e import (
@@ -66,55 +65,6 @@ def champion_run(e2e_stack: E2EStack) -> Any:
 
     with temporary_settings(updates={PREFECT_API_URL: e2e_stack.api}):
         return run_deployment("train-model/train-model", {"reason": "e2e: first model"})
-
-
-# -- static checks: no server ---------------------------------------------------------------
-
-
-def test_prefect_yaml_trigger_is_the_retrain_trigger_of_flows_triggers() -> None:
-    config = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())
-    train = next(d for d in config["deployments"] if d["name"] == "train-model")
-    (trigger,) = train["triggers"]
-    expected = retrain_trigger(MODEL)
-
-    assert set(trigger["expect"]) == expected.expect == set(EVENTS.values())
-    assert trigger["match"] == expected.match.root
-    assert trigger["parameters"] == expected.parameters
-    assert trigger["parameters"]["reason"] == RETRAIN_REASON
-
-
-def test_gpu_templates_request_nvidia_gpus_with_the_cuda_environment() -> None:
-    from prefect.utilities.templating import apply_values
-
-    for kind in ("docker", "kubernetes"):
-        template = json.loads((TEMPLATES / f"{kind}-gpu.json").read_text())
-        defaults = {
-            k: v["default"]
-            for k, v in template["variables"]["properties"].items()
-            if "default" in v
-        }
-        job = apply_values(template["job_configuration"], defaults)
-        assert job["env"]["NVIDIA_VISIBLE_DEVICES"] == "all"
-        assert job["env"]["NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility"
-        if kind == "kubernetes":
-            pod = job["job_manifest"]["spec"]["template"]["spec"]
-            assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
-            assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
-        else:
-            (request,) = job["container_create_kwargs"]["device_requests"]
-            assert request["capabilities"] == [["gpu"]]
-
-
-def test_training_takes_no_gpu_slot_without_a_cuda_device() -> None:
-    import contextlib
-
-    import torch
-
-    from tasks.training import gpu_slot
-
-    assert isinstance(gpu_slot("cpu"), contextlib.nullcontext)
-    if not torch.cuda.is_available():
-        assert isinstance(gpu_slot("auto"), contextlib.nullcontext)
 
 
 # -- the server ---------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mlops.contract.spec import load_contract
+from mlops.contract.loader import load_contract
 from mlops.registry.store import Registry
 from mlops.settings import DEFAULT_CONTRACT
 from tests.support.service import MODEL, open_client, register_trained, simulated_rows

@@ -11,7 +11,7 @@ import bentoml
 import httpx
 import pytest
 
-from mlops.monitoring.prediction_log import read_prediction_log, read_window_profiles
+from mlops.monitoring.prediction_store import read_prediction_log, read_window_profiles
 from mlops.monitoring.profile import profile_summary
 from tests.support.service import MODEL, bentoml_server, metric_value, served_records, server_env
 

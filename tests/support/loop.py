@@ -1,19 +1,17 @@
 """Helpers of the closed-loop test: a runner process serving train-model, replay, Prefect reads.
 
-Run as a script (`python loop_support.py SPEC_JSON`), it registers the train-model deployment with
-its retrain trigger and serves it until interrupted: the test's runner process.
+Run as a module (`python -m tests.support.loop SPEC_JSON`), it registers the train-model deployment
+with its retrain trigger and serves it until interrupted: the test's runner process.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -21,7 +19,6 @@ from typing import Any, TypeVar
 
 import httpx
 import pandas as pd
-import psutil
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
@@ -35,8 +32,10 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound
 
+from mlops.settings import REPO_ROOT
+from stack import processes
+
 T = TypeVar("T")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def wait_for(
@@ -55,57 +54,18 @@ def wait_for(
 # -- the runner process -----------------------------------------------------------------------
 
 
-@dataclass
-class RunnerProcess:
-    """`prefect.serve` of the train-model deployment, in its own process group."""
-
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log_tail(self, chars: int = 4000) -> str:
-        """Return the end of the runner's output (the flow runs it starts write there too)."""
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    def check_alive(self) -> None:
-        """Fail at once when the runner has exited."""
-        if self.process.poll() is not None:
-            code = self.process.returncode
-            pytest.fail(f"the runner exited with {code}:\n{self.log_tail()}")
-
-    def stop(self, timeout_s: float = 20) -> None:
-        """Interrupt the runner; kill it, and any flow run it started, if they linger."""
-        runs: list[psutil.Process] = []
-        with suppress(psutil.NoSuchProcess):
-            runs = psutil.Process(self.process.pid).children(recursive=True)
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            with suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout_s)
-        with suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-        for run in runs:  # flow runs get a session of their own: not in the runner's group
-            with suppress(psutil.NoSuchProcess):
-                run.kill()
-        psutil.wait_procs(runs, timeout=10)
-
-
-@contextmanager
 def train_model_runner(
     spec: dict[str, Any], env: dict[str, str], log_path: Path
-) -> Iterator[RunnerProcess]:
-    """Start this file as a script serving the deployment `spec` describes; stop it after."""
-    command = [sys.executable, str(Path(__file__).resolve()), json.dumps(spec)]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    runner = RunnerProcess(process, log_path)
-    try:
-        yield runner
-    finally:
-        runner.stop()
+) -> AbstractContextManager[processes.Child]:
+    """Run this module serving the deployment `spec` describes until the block ends.
+
+    The runner's log holds the output of the flow runs it starts too. It stops on SIGINT; it,
+    and any flow run it started (in a session of its own), is killed if it lingers.
+    """
+    command = [sys.executable, "-m", "tests.support.loop", json.dumps(spec)]
+    return processes.running(
+        "runner", command, log_path=log_path, env=env, cwd=REPO_ROOT, stop_signal=signal.SIGINT
+    )
 
 
 def serve_train_model(spec: dict[str, Any]) -> None:
@@ -150,8 +110,8 @@ def post_records(url: str, records: list[dict[str, Any]], batch: int = 256) -> s
 class Loop:
     """The runner and the prediction server of the loop, and the deployment the runner serves."""
 
-    runner: RunnerProcess
-    server: Any  # tests.support.service.BentoServer
+    runner: processes.Child
+    server: processes.Child
     deployment: str  # flow/deployment name
     deployment_id: Any = None
 
@@ -168,7 +128,9 @@ class Loop:
         """Poll `probe` while the runner lives; fail with the loop's logs after `timeout_s`."""
 
         def checked() -> T | None:
-            self.runner.check_alive()
+            if not self.runner.alive():
+                code = self.runner.process.returncode
+                pytest.fail(f"the runner exited with {code}:\n{self.runner.log_tail()}")
             return probe()
 
         return wait_for(checked, timeout_s, what, self.diagnose)

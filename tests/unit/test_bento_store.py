@@ -11,6 +11,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from mlops.registry.store import Registry, RegistryError
+from mlops.settings import TELEMETRY_OPT_OUTS
 from serving.bento_store import bento_name, save_to_bentoml
 
 
@@ -19,7 +20,8 @@ def bento_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Point BentoML's home and model store at a temporary folder, with tracking off."""
     home = tmp_path / "bentoml"
     monkeypatch.setenv("BENTOML_HOME", str(home))
-    monkeypatch.setenv("BENTOML_DO_NOT_TRACK", "true")
+    for key, value in TELEMETRY_OPT_OUTS.items():
+        monkeypatch.setenv(key, value)
     from bentoml._internal.configuration.containers import BentoMLContainer
     from bentoml._internal.models.model import ModelStore
     from bentoml._internal.utils.analytics.usage_stats import do_not_track

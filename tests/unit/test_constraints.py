@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops.contract.spec import Contract, parse_contract
+from mlops.contract.loader import parse_contract
+from mlops.contract.spec import Contract
 from mlops.monitoring.constraints import check_constraints
 from mlops.monitoring.profile import profile_frame
 

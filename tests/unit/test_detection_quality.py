@@ -12,7 +12,8 @@ from functools import cache
 
 import pytest
 
-from mlops.contract.spec import Contract, load_contract
+from mlops.contract.loader import load_contract
+from mlops.contract.spec import Contract
 from mlops.data.scenario import ScenarioName, SimulationConfig, drift_timeline
 from mlops.data.simulate import SIMULATOR_CONTRACT, generate_day
 from mlops.monitoring.constraints import check_constraints

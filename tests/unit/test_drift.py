@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops.contract.spec import Contract, parse_contract
+from mlops.contract.loader import parse_contract
+from mlops.contract.spec import Contract
 from mlops.monitoring import drift
 from mlops.monitoring.drift import DriftThresholds, chi_square, feature_drift, hellinger
 from mlops.monitoring.profile import profile_frame

@@ -14,7 +14,8 @@ from onnx import TensorProto, numpy_helper
 
 import mlops.inference.sessions
 from mlops.contract.spec import Contract
-from mlops.release.export import export_onnx, onnx_feed, output_name, read_metadata
+from mlops.inference.feed import onnx_feed
+from mlops.release.export import export_onnx, output_name, read_metadata
 from mlops.release.verify import ExportVerificationError, create_session, run_session, verify_export
 from mlops.training.train import TrainedModel, predict_torch
 from tests.support.synthetic import CLASSES, TASKS, make_frame, trained, unseen_rows

@@ -11,7 +11,8 @@ import fsspec
 import pandas as pd
 import pytest
 
-from mlops.contract.spec import Contract, load_contract
+from mlops.contract.loader import load_contract
+from mlops.contract.spec import Contract
 from mlops.data.sources import (
     DataSourceError,
     Window,

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlops.contract.spec import Contract, ContractError, load_contract
+from mlops.contract.loader import load_contract
+from mlops.contract.spec import Contract, ContractError
 from mlops.data.validate import ContractViolation, validate_frame, write_quarantine
 
 CONTRACTS = Path(__file__).resolve().parents[1] / "contracts"

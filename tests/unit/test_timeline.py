@@ -1,0 +1,23 @@
+"""The demo's day-by-day timeline (stack.timeline)."""
+
+from __future__ import annotations
+
+from mlops.data.simulate import SimulationConfig
+from stack.timeline import DayRow, live_figures, render_timeline, short_decision
+
+
+def test_timeline_says_decisions_and_live_metrics_briefly() -> None:
+    assert short_decision({"retrain": True, "reason": "drift"}) == "retrain: drift"
+    held = {"retrain": False, "triggers": ["performance", "drift"]}
+    assert short_decision(held) == "held: perf+drift"
+    assert short_decision({"retrain": False, "triggers": []}) == "no"
+    live = [
+        {"labelled_rows": 10, "live": 0.5, "live_accuracy": 0.9},
+        {"labelled_rows": 900, "live": 0.81234, "live_accuracy": 0.97},
+    ]
+    assert live_figures(live) == ("0.812", "0.970")
+    assert live_figures([]) == ("pending", "")
+    config = SimulationConfig(days=20, rows_per_day=10)
+    rows = [DayRow(11, config.date_of(11), 3000, 0, ["v1"], 0.36, ["amount"], "no")]
+    table = render_timeline(rows, config)
+    assert table.row_count == 1
