@@ -1,0 +1,1 @@
+"""Data in: sources (files, folders, fsspec URLs), validation with quarantine, the simulator."""

@@ -1,0 +1,1 @@
+"""Monitoring: whylogs profiles, drift, constraints, live performance, retrain policy, log."""
