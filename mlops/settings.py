@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -56,9 +56,13 @@ class Settings(BaseSettings):
     serve_model_dir: str | None = Field(
         None, description="Folder with model.onnx + manifest.json to serve instead (a built Bento)."
     )
-    api_token: str | None = Field(None, description="Bearer token required by /predict if set.")
+    api_token: str | None = Field(
+        None, description="Bearer token required by /predict if set (empty counts as unset)."
+    )
     admin_token: str | None = Field(
-        None, description="Bearer token of the admin endpoints (they refuse all calls without it)."
+        None,
+        description="Bearer token of the admin endpoints (they refuse all calls without it; "
+        "empty counts as unset).",
     )
     max_records: int = Field(1024, ge=1, description="Most records accepted in one request.")
     batching: bool = Field(True, description="Batch concurrent requests into one model call.")
@@ -114,6 +118,14 @@ class Settings(BaseSettings):
     @property
     def quarantine(self) -> str:
         return f"{self.data.rstrip('/')}/quarantine"
+
+    @field_validator("api_token", "admin_token")
+    @classmethod
+    def _blank_token_is_unset(cls, value: str | None) -> str | None:
+        # An env file often leaves `MLOPS_ADMIN_TOKEN=` empty: that must not make "Bearer " valid.
+        if value is None:
+            return None
+        return value.strip() or None
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -6,6 +6,7 @@ the types at class definition); everything else (registry, model, logging) start
 
 from __future__ import annotations
 
+import hmac
 import uuid
 from typing import Annotated, Any
 
@@ -147,7 +148,8 @@ def _check_token(
                 {"error": "admin endpoints are disabled: set MLOPS_ADMIN_TOKEN"}, status_code=403
             )
         return None
-    if header != f"Bearer {token}":
+    expected = f"Bearer {token}".encode()
+    if not hmac.compare_digest((header or "").encode(), expected):  # constant time
         return JSONResponse(
             {"error": "missing or wrong bearer token in the Authorization header"},
             status_code=401,

@@ -222,6 +222,23 @@ def test_admin_reload_is_disabled_without_an_admin_token(
     assert "MLOPS_ADMIN_TOKEN" in response.json()["error"]
 
 
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_blank_tokens_count_as_unset_and_never_accept_an_empty_bearer(
+    blank: str, service_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLOPS_ADMIN_TOKEN", blank)
+    monkeypatch.setenv("MLOPS_API_TOKEN", blank)
+    empty_bearer = {"Authorization": f"Bearer {blank}"}
+    with open_client() as client:
+        reload = client.post("/admin/reload", headers=empty_bearer)
+        bare = client.post("/admin/reload", headers={"Authorization": "Bearer"})
+        predict = client.post("/predict", json={"records": served_records(1)})
+
+    assert reload.status_code == bare.status_code == 403
+    assert "MLOPS_ADMIN_TOKEN" in reload.json()["error"]
+    assert predict.status_code == 200, predict.text  # as with no MLOPS_API_TOKEN at all
+
+
 def test_admin_reload_refuses_a_wrong_token_and_accepts_the_right_one(client: Any) -> None:
     wrong = client.post("/admin/reload", headers={"Authorization": "Bearer nope"})
     missing = client.post("/admin/reload")
