@@ -3,7 +3,9 @@
 Simulates the stable two weeks of the default scenario, trains with the production code path,
 exports and verifies, then times predictions on the same rows through ONNX Runtime (raw columns in,
 preprocessing inside the graph) and through the PyTorch pipeline (pandas preprocessing + eager
-module), the baseline a user would hand-write. Writes bench/results/training.{json,md}.
+module), the baseline a user would hand-write. Then compares training epochs: the project's
+Lightning path, the previous one and a minimal tensor loop (bench.training_epochs). Writes
+bench/results/training.{json,md}.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.training_epochs import compare_epochs, epoch_lines
 from mlops.contract.loader import load_contract
 from mlops.data.simulate import SimulationConfig, simulate
 from mlops.data.sources import Window, load_dataset
@@ -42,7 +45,9 @@ def _timed(fn: Any, repeats: int) -> dict[str, float]:
     return {"p50_ms": float(np.median(samples)), "p95_ms": float(np.percentile(samples, 95))}
 
 
-def run(days: int, rows_per_day: int, max_epochs: int) -> dict[str, Any]:
+def run(
+    days: int, rows_per_day: int, max_epochs: int, epoch_rounds: int, epochs_per_round: int
+) -> dict[str, Any]:
     """Run the benchmark and return its figures."""
     work = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
     simulate(
@@ -57,8 +62,9 @@ def run(days: int, rows_per_day: int, max_epochs: int) -> dict[str, Any]:
     )
     valid = validate_frame(loaded.labeled_frame(), contract).valid
     splits = split_by_time(valid)
+    params = TrainParams(max_epochs=max_epochs)
     started = time.perf_counter()
-    model = train_model(splits, contract, TrainParams(max_epochs=max_epochs))
+    model = train_model(splits, contract, params)
     train_s = time.perf_counter() - started
     started = time.perf_counter()
     path = export_onnx(model, contract, work / "model.onnx")
@@ -76,6 +82,9 @@ def run(days: int, rows_per_day: int, max_epochs: int) -> dict[str, Any]:
             "pytorch_eager": torch_t,
             "speedup_p50": torch_t["p50_ms"] / onnx_t["p50_ms"],
         }
+    epochs = compare_epochs(
+        splits, contract, model.preprocessor, params, epoch_rounds, epochs_per_round
+    )
     return {
         "rows": {
             "train": len(splits.train),
@@ -92,6 +101,7 @@ def run(days: int, rows_per_day: int, max_epochs: int) -> dict[str, Any]:
         "verification": report.to_dict(),
         "onnxruntime_device": device,
         "inference": figures,
+        "epoch_time": epochs,
         "machine": {
             "cpu_count": torch.get_num_threads(),
             "platform": platform.platform(),
@@ -120,7 +130,7 @@ def to_markdown(result: dict[str, Any]) -> str:
             f"| {name.split('_')[1]} | {fig['onnxruntime']['p50_ms']:.3f} | "
             f"{fig['pytorch_eager']['p50_ms']:.3f} | {fig['speedup_p50']:.1f}x |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + epoch_lines(result["epoch_time"])) + "\n"
 
 
 def main() -> None:
@@ -129,9 +139,17 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--rows-per-day", type=int, default=5000)
     parser.add_argument("--max-epochs", type=int, default=25)
+    parser.add_argument(
+        "--epoch-rounds", type=int, default=3, help="Alternating rounds of the epoch comparison."
+    )
+    parser.add_argument(
+        "--epochs-per-round", type=int, default=4, help="Epochs each variant trains per round."
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    result = run(args.days, args.rows_per_day, args.max_epochs)
+    result = run(
+        args.days, args.rows_per_day, args.max_epochs, args.epoch_rounds, args.epochs_per_round
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "training.json").write_text(json.dumps(result, indent=2))
     (args.out / "training.md").write_text(to_markdown(result))

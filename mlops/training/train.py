@@ -99,7 +99,9 @@ def split_by_time(
     return Splits(frame.iloc[:a], frame.iloc[a:b], frame.iloc[b:])
 
 
-def _arrays(frame: pd.DataFrame, prep: Preprocessor, target: str) -> tuple[np.ndarray, ...]:
+def _arrays(
+    frame: pd.DataFrame, prep: Preprocessor, target: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     num, cat = encode_features(frame, prep)
     return num, cat, encode_target(frame[target], prep.target)
 
@@ -112,27 +114,11 @@ def train_model(
     prep = fit_preprocessor(
         splits.train, contract, max_vocab=params.max_vocab, min_count=params.min_category_count
     )
-    module = TabularModel(
-        task=contract.task,
-        numeric_mean=[s.mean for s in prep.numeric],
-        numeric_std=[s.std for s in prep.numeric],
-        null_indicator=[s.null_indicator for s in prep.numeric],
-        vocab_sizes=[v.size for v in prep.categorical],
-        n_outputs=prep.target.n_outputs,
-        hidden=params.hidden,
-        dropout=params.dropout,
-        learning_rate=params.learning_rate,
-        weight_decay=params.weight_decay,
-    )
     target = contract.target.name
-    data = TabularDataModule(
-        _arrays(splits.train, prep, target),  # type: ignore[arg-type]
-        _arrays(splits.val, prep, target),  # type: ignore[arg-type]
-        batch_size=params.batch_size,
-        seed=params.seed,
-    )
+    module = build_module(contract.task, prep, params)
+    data = build_datamodule(splits, prep, target, params)
     best = BestWeights()
-    trainer = _trainer(params, best, progress)
+    trainer = build_trainer(params, [best], progress=progress)
     started = time.perf_counter()
     trainer.fit(module, datamodule=data)
     device = str(trainer.strategy.root_device)
@@ -155,7 +141,38 @@ def train_model(
     return trained
 
 
-def _trainer(params: TrainParams, best: BestWeights, progress: bool) -> pl.Trainer:
+def build_module(task: str, prep: Preprocessor, params: TrainParams) -> TabularModel:
+    """Return a freshly initialised network for the fitted preprocessing; draws on torch's RNG."""
+    return TabularModel(
+        task=task,
+        numeric_mean=[s.mean for s in prep.numeric],
+        numeric_std=[s.std for s in prep.numeric],
+        null_indicator=[s.null_indicator for s in prep.numeric],
+        vocab_sizes=[v.size for v in prep.categorical],
+        n_outputs=prep.target.n_outputs,
+        hidden=params.hidden,
+        dropout=params.dropout,
+        learning_rate=params.learning_rate,
+        weight_decay=params.weight_decay,
+    )
+
+
+def build_datamodule(
+    splits: Splits, prep: Preprocessor, target: str, params: TrainParams
+) -> TabularDataModule:
+    """Return the encoded train and validation splits, shuffled with the run's seed."""
+    return TabularDataModule(
+        _arrays(splits.train, prep, target),
+        _arrays(splits.val, prep, target),
+        batch_size=params.batch_size,
+        seed=params.seed,
+    )
+
+
+def build_trainer(
+    params: TrainParams, callbacks: list[pl.Callback], *, progress: bool = False
+) -> pl.Trainer:
+    """Return a Trainer that stops early on validation loss, without logger or checkpoints."""
     early = pl.callbacks.EarlyStopping(monitor="val_loss", patience=params.patience, mode="min")
     gpu = params.accelerator in ("gpu", "cuda") or (
         params.accelerator == "auto" and torch.cuda.is_available()
@@ -164,11 +181,12 @@ def _trainer(params: TrainParams, best: BestWeights, progress: bool) -> pl.Train
         max_epochs=params.max_epochs,
         accelerator=params.accelerator,
         devices=1,
-        callbacks=[early, best],
+        callbacks=[early, *callbacks],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=progress,
         enable_model_summary=False,
+        num_sanity_val_steps=0,  # Lightning isolates its RNG: skipping it changes no weight
         deterministic="warn" if gpu else True,
     )
 

@@ -7,11 +7,22 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+import pytorch_lightning as pl
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from mlops.contract.spec import Contract
 from mlops.training.features import OOV_INDEX, encode_features, encode_target
-from mlops.training.train import TrainedModel, TrainParams, params_dict, split_by_time, train_model
+from mlops.training.model import TabularDataModule, TabularModel
+from mlops.training.train import (
+    TrainedModel,
+    TrainParams,
+    build_datamodule,
+    build_module,
+    params_dict,
+    split_by_time,
+    train_model,
+)
 from tests.support.synthetic import FAST, make_contract, make_frame, trained
 
 
@@ -26,6 +37,40 @@ def _binary_loss(model: TrainedModel, frame: pd.DataFrame, contract: Contract) -
     with torch.no_grad():
         raw = model.module(torch.from_numpy(num), torch.from_numpy(cat))
         return float(torch.nn.functional.binary_cross_entropy_with_logits(raw[:, 0], y))
+
+
+def _weighted_mean(losses: list[tuple[torch.Tensor, int]]) -> float:
+    """Average per-batch mean losses weighted by rows, in float32 as Lightning's epoch logs do."""
+    total, rows = torch.zeros(()), 0
+    for loss, batch_rows in losses:
+        total, rows = total + loss * batch_rows, rows + batch_rows
+    return float(total / rows)
+
+
+def _plain_loop(module: TabularModel, data: TabularDataModule, epochs: int) -> list[dict]:
+    """Train by hand over plain shuffling DataLoaders; return each epoch's train and val loss."""
+    tensors = [
+        TensorDataset(*map(torch.from_numpy, a)) for a in (data.train_arrays, data.val_arrays)
+    ]
+    generator = torch.Generator().manual_seed(data.seed)
+    train = DataLoader(tensors[0], batch_size=data.batch_size, shuffle=True, generator=generator)
+    val = DataLoader(tensors[1], batch_size=4096)
+    optimizer = module.configure_optimizers()
+    losses = []
+    for _ in range(epochs):
+        module.train()
+        train_losses = []
+        for batch in train:
+            loss = module.batch_loss(batch)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            train_losses.append((loss.detach(), len(batch[0])))
+        module.eval()
+        with torch.no_grad():
+            val_losses = [(module.batch_loss(batch), len(batch[0])) for batch in val]
+        losses.append({"train": _weighted_mean(train_losses), "val": _weighted_mean(val_losses)})
+    return losses
 
 
 def test_split_by_time_keeps_row_order_and_the_requested_sizes() -> None:
@@ -65,6 +110,46 @@ def test_training_twice_with_the_same_seed_gives_bit_identical_weights() -> None
     assert first.keys() == second.keys()
     for name in first:
         assert torch.equal(first[name], second[name]), name
+
+
+def test_train_batches_come_in_the_order_of_a_seeded_shuffling_dataloader_every_epoch() -> None:
+    rng = np.random.default_rng(0)
+    arrays = (
+        rng.normal(size=(1000, 3)).astype(np.float32),
+        rng.integers(0, 5, size=(1000, 2)),
+        rng.normal(size=1000).astype(np.float32),
+    )
+    data = TabularDataModule(arrays, arrays, batch_size=128, seed=7)
+    data.setup("fit")
+    found = data.train_dataloader()
+    expected = DataLoader(
+        TensorDataset(*(torch.from_numpy(a) for a in arrays)),
+        batch_size=128,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(7),
+    )
+
+    for _ in range(3):  # the generator carries over, so later epochs check its draws too
+        pairs = list(zip(found, expected, strict=True))
+        assert len(pairs) == 8  # the last batch is partial: 1000 = 7 * 128 + 104
+        for got, want in pairs:
+            assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
+
+
+def test_seeded_training_gives_the_epoch_losses_of_a_plain_loop_over_the_same_batches() -> None:
+    params = dataclasses.replace(FAST, max_epochs=3, patience=3)
+    contract = make_contract("multiclass")
+    splits = split_by_time(make_frame("multiclass", 400, seed=2))
+
+    model = train_model(splits, contract, params)
+
+    pl.seed_everything(params.seed, workers=True, verbose=False)
+    module = build_module(contract.task, model.preprocessor, params)
+    data = build_datamodule(splits, model.preprocessor, contract.target.name, params)
+    expected = _plain_loop(module, data, params.max_epochs)
+    assert [h["val_loss"] for h in model.history] == [e["val"] for e in expected]
+    # A history row is taken at validation end, before that epoch's train loss is logged.
+    assert [h["train_loss"] for h in model.history[1:]] == [e["train"] for e in expected[:-1]]
 
 
 def test_training_with_a_different_seed_gives_different_weights() -> None:
