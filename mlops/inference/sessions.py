@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from pathlib import Path
 from typing import Any
@@ -9,6 +11,9 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+# Full fp32 matmuls: TF32 would trade the export's parity with the trained model for speed.
+CUDA_OPTIONS = {"use_tf32": "0"}
 
 
 def create_session(
@@ -28,14 +33,40 @@ def create_session(
     options.intra_op_num_threads = intra_op_threads
     available = ort.get_available_providers()
     if prefer_gpu and "CUDAExecutionProvider" in available and nvidia_driver_present():
+        _preload_cuda_libraries(ort)
         session = ort.InferenceSession(
-            source, options, providers=["CUDAExecutionProvider", "CPUExecutionProvider"]
+            source,
+            options,
+            providers=[("CUDAExecutionProvider", CUDA_OPTIONS), "CPUExecutionProvider"],
         )
         if "CUDAExecutionProvider" in session.get_providers():
             return session, "cuda"
         log.info("CUDA provider listed but not usable here; using CPU")
     session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     return session, "cpu"
+
+
+def _preload_cuda_libraries(ort: Any) -> None:
+    """Load CUDA and cuDNN from the environment's nvidia-* wheels (serving imports no torch).
+
+    onnxruntime-gpu does not bundle CUDA; without torch imported first it finds the libraries only
+    through `preload_dlls`, which prints (rather than raises) what it could not load.
+    """
+    global _PRELOADED
+    if _PRELOADED or not hasattr(ort, "preload_dlls"):
+        return
+    _PRELOADED = True
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            ort.preload_dlls()
+    except Exception as exc:  # a missing library must only cost the GPU, never the session
+        log.info("could not preload CUDA libraries: %s", exc)
+    if printed.getvalue().strip():
+        log.info("preloading CUDA libraries: %s", printed.getvalue().strip())
+
+
+_PRELOADED = False
 
 
 def nvidia_driver_present() -> bool:
