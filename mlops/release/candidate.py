@@ -81,7 +81,8 @@ def prepare_candidate(
     `slice_metrics` are the holdout's. Raises ExportVerificationError when the export fails a check.
     """
     path = export_onnx(model, contract, Path(workdir) / "model.onnx")
-    report = verify_export(path, model, contract, splits.holdout, prefer_gpu=prefer_gpu)
+    parity = pd.concat([splits.holdout, splits.val, splits.train], ignore_index=True)
+    report = verify_export(path, model, contract, parity, prefer_gpu=prefer_gpu)
     manifest = build_manifest(
         model=model,
         contract=contract,

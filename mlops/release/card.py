@@ -93,7 +93,7 @@ def render_model_card(manifest: dict[str, Any], *, version: str = "(unregistered
         "## Export verification",
         "",
         f"- {verify['checker']}",
-        f"- ONNX vs PyTorch on {verify['parity_rows']} holdout rows: max |diff| "
+        f"- ONNX vs PyTorch on {verify['parity_rows']} rows: max |diff| "
         f"{verify['max_abs_diff']:.2e} (tolerance {verify['tolerance']:.0e}); unseen categories "
         f"{verify['oov_max_abs_diff']:.2e}",
         f"- onnxruntime on **{verify['device']}** ({', '.join(verify['providers'])}): p50 "

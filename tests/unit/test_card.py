@@ -121,7 +121,7 @@ def test_model_card_renders_metrics_slices_lineage_and_verification(
     assert "| city | lyon | 56 | 0.8500 | 0.7500 |" in card
     assert "Trained on **cpu**" in card and "Prefect flow run: run-123" in card
     assert "onnxruntime on **cpu** (CPUExecutionProvider)" in card
-    assert "on 1200 holdout rows" in card
+    assert "ONNX vs PyTorch on 1200 rows" in card
     assert "train 560, validation 120, holdout 120" in card
 
 

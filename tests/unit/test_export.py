@@ -153,7 +153,7 @@ def test_verify_export_refuses_a_holdout_with_fewer_rows_than_min_rows(
 ) -> None:
     contract, model, path = exported
 
-    with pytest.raises(ExportVerificationError, match=r"at least 1000 holdout rows.*has 999"):
+    with pytest.raises(ExportVerificationError, match=r"at least 1000 rows, the window has 999"):
         verify_export(path, model, contract, holdout_frames[contract.task].head(999))
 
 
