@@ -9,7 +9,7 @@ from prefect import flow
 
 from flows.parameters import MonitorThresholds, MonitorWindow
 from mlops.monitoring.policy import PolicyInputs, decide_retrain
-from mlops.monitoring.profile import profile_summary
+from mlops.monitoring.window import window_policy_inputs
 from mlops.registry.store import Registry
 from mlops.settings import Settings, get_settings
 from mlops.training.evaluate import PRIMARY_METRIC
@@ -112,17 +112,13 @@ def policy_inputs(
         h for h in read_history(settings, settings.model_name) if h.get("champion") == champion
     ]
     registered = [h for h in registry.history(settings.model_name) if h["event"] == "registered"]
-    last = datetime.fromisoformat(registered[-1]["time"]) if registered else None
-    live = next((p for p in performance if p["version"] == champion), None)
-    counts = profile_summary(served)["count"]
-    return PolicyInputs(
+    return window_policy_inputs(
         now=now,
-        new_rows=int(counts.max()) if len(counts) else 0,
-        n_features=drift.n_features,
-        n_drifted=len(drift.drifted_features),
-        previous_drift_shares=tuple(float(h["drift_share"]) for h in history),
-        metric_value=live["live"] if live and live["metric"] == metric else None,
-        labelled_rows=live["labelled_rows"] if live else 0,
-        champion_metric=live["holdout"] if live else None,
-        last_retrain=last,
+        served=served,
+        drift=drift,
+        performance=performance,
+        champion=champion,
+        metric=metric,
+        previous_drift_shares=[float(h["drift_share"]) for h in history],
+        last_retrain=datetime.fromisoformat(registered[-1]["time"]) if registered else None,
     )

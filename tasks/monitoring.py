@@ -19,12 +19,13 @@ from prefect.logging import get_run_logger
 
 from mlops.contract.spec import Contract
 from mlops.data.sources import read_frame
-from mlops.monitoring.constraints import ConstraintReport, check_constraints
-from mlops.monitoring.drift import DriftReport, feature_drift
+from mlops.monitoring.constraints import ConstraintReport
+from mlops.monitoring.drift import DriftReport
 from mlops.monitoring.performance import join_labels, performance_by_version
 from mlops.monitoring.policy import RetrainDecision
 from mlops.monitoring.prediction_store import read_prediction_log, read_window_profiles
 from mlops.monitoring.profile import drift_report_html, profile_from_bytes
+from mlops.monitoring.window import assess_window
 from mlops.registry.locking import write_atomic
 from mlops.registry.store import ModelVersion, Registry
 from mlops.settings import Settings
@@ -48,8 +49,7 @@ def measure_drift(
     reference = profile_from_bytes(
         registry.read_reference_profile(champion.model, champion.version)
     )
-    drift = feature_drift(reference, window, contract)
-    constraints = check_constraints(window, contract, reference=reference)
+    drift, constraints = assess_window(reference, window, contract)
     create_table_artifact(
         key="drift",
         table=drift.to_rows(),

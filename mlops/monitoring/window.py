@@ -1,0 +1,62 @@
+"""What monitor-model measures on one window of served traffic; the backtest uses the same code.
+
+A window is the whylogs profile of the served rows (features and model outputs, as serving logs
+them) and the live performance on the rows whose labels arrived. From them and the champion's
+reference profile come the drift and constraint reports, and the inputs of the retrain policy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from mlops.contract.spec import Contract
+from mlops.monitoring.constraints import ConstraintReport, check_constraints
+from mlops.monitoring.drift import DriftReport, feature_drift
+from mlops.monitoring.policy import PolicyInputs
+from mlops.monitoring.profile import ProfileView, profile_summary
+
+
+def assess_window(
+    reference: ProfileView, served: ProfileView, contract: Contract
+) -> tuple[DriftReport, ConstraintReport]:
+    """Compare the window with the champion's reference profile; check the constraints."""
+    drift = feature_drift(reference, served, contract)
+    return drift, check_constraints(served, contract, reference=reference)
+
+
+def served_rows(served: ProfileView) -> int:
+    """Return the number of rows the window's profile counted."""
+    counts = profile_summary(served)["count"]
+    return int(counts.max()) if len(counts) else 0
+
+
+def window_policy_inputs(
+    *,
+    now: dt.datetime,
+    served: ProfileView,
+    drift: DriftReport,
+    performance: Sequence[dict[str, Any]],
+    champion: str,
+    metric: str,
+    previous_drift_shares: Sequence[float],
+    last_retrain: dt.datetime | None,
+) -> PolicyInputs:
+    """Gather what the retrain policy needs about the champion's window.
+
+    `performance` holds `performance_by_version` rows; only the champion's counts.
+    `previous_drift_shares` are the champion's earlier windows, oldest first.
+    """
+    live = next((p for p in performance if p["version"] == champion), None)
+    return PolicyInputs(
+        now=now,
+        new_rows=served_rows(served),
+        n_features=drift.n_features,
+        n_drifted=len(drift.drifted_features),
+        previous_drift_shares=tuple(float(s) for s in previous_drift_shares),
+        metric_value=live["live"] if live and live["metric"] == metric else None,
+        labelled_rows=live["labelled_rows"] if live else 0,
+        champion_metric=live["holdout"] if live else None,
+        last_retrain=last_retrain,
+    )
