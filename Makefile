@@ -62,6 +62,7 @@ bench: setup ## Run the benchmarks in bench/ (JSON + markdown in bench/results/)
 	$(BIN)/python -m bench.serving
 	$(BIN)/python -m bench.monitoring
 	$(BIN)/python -m bench.gpu
+	$(BIN)/python -m bench.backtest
 
 clean: stop ## Stop the demo and remove local state (the venv stays)
 	rm -rf $(DEMO_HOME) .pytest_cache .ruff_cache .mypy_cache test-artifacts

@@ -82,3 +82,20 @@ class MonitorThresholds(RetrainThresholds):
         """Return the retrain policy these thresholds describe, judging live `metric`."""
         shared = {f.name: getattr(self, f.name) for f in fields(RetrainThresholds)}
         return RetrainPolicy(**shared, metric=metric, cooldown=timedelta(hours=self.cooldown_hours))
+
+
+class ReplaySpec(BaseModel):
+    """How a backtest cuts the history and which policies it compares."""
+
+    initial: str = Field(
+        "5000", description="Rows (e.g. 5000) or event time (e.g. 90d) the first model trains on."
+    )
+    batch: str = Field("1000", description="Rows (e.g. 1000) or event time (e.g. 28d) per batch.")
+    policies: list[str] = Field(
+        ["static", "every", "triggered"],
+        description="static, every, periodic:K (every K batches), triggered (monitor's policy).",
+    )
+    train_window_rows: int | None = Field(
+        None, ge=1, description="Retrain on the newest N rows (default: every row seen so far)."
+    )
+    max_batches: int | None = Field(None, ge=1, description="Stop after N batches.")

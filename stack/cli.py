@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mlops.settings import get_settings, quiet_telemetry
+from stack.backtest_cli import backtest
 
 app = typer.Typer(
     help="Continuous training on Prefect: simulate, train, inspect.",
@@ -22,6 +23,7 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console()
+app.command()(backtest)
 
 
 @app.command()

@@ -43,6 +43,7 @@ DEPLOYMENTS = {
     "promote-model": "cpu-pool",
     "rollback-model": "cpu-pool",
     "score-batch": "cpu-pool",
+    "backtest-policy": "cpu-pool",
 }
 TEMPLATES = REPO_ROOT / "deployments" / "templates"
 
@@ -218,6 +219,28 @@ def test_score_batch_deployment_scores_partitions_with_the_champion(
     assert summary["version"] == prefect_api.registry.get(MODEL, "champion").version
     written = list((prefect_api.home / "predictions-batch" / MODEL).rglob("*.parquet"))
     assert sum(len(pd.read_parquet(p)) for p in written) == summary["valid"]
+
+
+def test_backtest_deployment_replays_the_history_under_two_policies(
+    prefect_api: E2EStack,
+) -> None:
+    parameters = {
+        "model_name": "e2e-backtest",
+        "replay": {"initial": "6d", "batch": "2d", "policies": ["static", "every"]},
+        "training": VARIABLES["mlops_train_hyperparameters"],
+    }
+    outcome = result_of(run_deployment("backtest-policy/backtest-policy", parameters), prefect_api)
+
+    summary = {row["policy"]: row for row in outcome["summary"]}
+    assert set(summary) == {"static", "every"}
+    assert summary["static"]["retrains"] == 0 and summary["every"]["retrains"] == 3
+    report = json.loads(Path(outcome["report"]["json"]).read_text())
+    batches = report["policies"]["static"]["batches"]
+    assert len(batches) == 3 and [b["rows"] for b in batches[:2]] == [2 * 1000] * 2
+    assert report["trainings"] == {"computed": 4, "reused": 0}
+    assert (
+        Path(outcome["report"]["html"]).parent.parent == prefect_api.home / "reports" / "backtests"
+    )
 
 
 # -- helpers --------------------------------------------------------------------------------------

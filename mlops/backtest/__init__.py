@@ -1,0 +1,1 @@
+"""Replay a labelled history under retraining policies, batch by batch, in event time."""
