@@ -92,17 +92,28 @@ def plan_batches(
     """
     times = _times(frame, timestamp, initial, batch)
     n = len(frame)
-    first_stop = _advance(times, 0, initial, n)
+    if initial.rows is not None:
+        first_stop = min(initial.rows, n)
+    else:  # whole days from midnight, whole hours from the hour, ...
+        assert times is not None and initial.duration is not None
+        initial_end = _floor(times.iloc[0], initial.duration) + initial.duration
+        first_stop = int(times.searchsorted(initial_end, side="left"))
     if first_stop >= n:
         raise ValueError(f"the initial {initial} take all {n} rows: no batch is left to replay")
     batches: list[Batch] = []
     cursor = first_stop
-    origin = times.iloc[first_stop] if times is not None else None
+    origin = None
+    if batch.duration is not None:  # batches follow the initial span, or start on a boundary
+        assert times is not None
+        origin = (
+            initial_end if initial.duration is not None
+            else _floor(times.iloc[first_stop], batch.duration)
+        )  # fmt: skip
     while cursor < n and (max_batches is None or len(batches) < max_batches):
         if batch.rows is not None:
             stop = min(cursor + batch.rows, n)
         else:  # batches are aligned to the first batch's start, so gaps do not shift them
-            assert times is not None and batch.duration is not None
+            assert times is not None and batch.duration is not None and origin is not None
             steps = (times.iloc[cursor] - origin) // batch.duration
             end_time = origin + (steps + 1) * batch.duration
             stop = int(times.searchsorted(end_time, side="left"))
@@ -131,11 +142,16 @@ def _times(frame: pd.DataFrame, timestamp: str | None, *spans: Span) -> pd.Serie
     return times
 
 
-def _advance(times: pd.Series | None, cursor: int, span: Span, n: int) -> int:
-    if span.rows is not None:
-        return min(cursor + span.rows, n)
-    assert times is not None and span.duration is not None
-    return int(times.searchsorted(times.iloc[cursor] + span.duration, side="left"))
+def _floor(moment: pd.Timestamp, duration: timedelta) -> pd.Timestamp:
+    """Round down to the largest unit the duration is a whole number of (day, hour, minute)."""
+    for unit, size in (
+        ("D", timedelta(days=1)),
+        ("h", timedelta(hours=1)),
+        ("min", timedelta(minutes=1)),
+    ):
+        if duration % size == timedelta(0):
+            return moment.floor(unit)
+    return moment.floor("s")
 
 
 def _batch(index: int, first: int, stop: int, times: pd.Series | None) -> Batch:

@@ -202,7 +202,7 @@ class Backtest:
             run.registry.read_reference_profile(self.model_name, run.champion)
         )
         drift, constraints = assess_window(reference, served, self.contract)
-        now = self._event_time(batch)
+        now = self._event_time(batch)  # None without timestamps: then no cooldown either
         inputs = window_policy_inputs(
             now=now or dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
             served=served,
@@ -211,9 +211,7 @@ class Backtest:
             champion=run.champion,
             metric=self._rules.metric,
             previous_drift_shares=run.drift_shares,
-            last_retrain=run.last_retrain
-            if now is not None
-            else None,  # no event time, no cooldown
+            last_retrain=run.last_retrain if now is not None else None,
         )
         decision = decide_retrain(inputs, self._rules)
         run.drift_shares.append(drift.share_drifted)
@@ -240,14 +238,10 @@ class Backtest:
         outcome = gate_challenger(
             run.registry, version, self.contract, training.holdout, self._gate
         )
-        entry["new_version"] = version.version
-        if promote_challenger(run.registry, outcome, actor=actor):
+        promoted = promote_challenger(run.registry, outcome, actor=actor)
+        entry |= {"new_version": version.version, "promoted": promoted, "refused": not promoted}
+        if promoted:
             run.champion, run.drift_shares, run.loaded = version.version, [], None
-            entry["promoted"] = True
-            return (
-                f"{version.version} trained on rows {first}-{stop - 1}: {outcome.decision.verdict}"
-            )
-        entry["refused"] = True
         return f"{version.version} trained on rows {first}-{stop - 1}: {outcome.decision.verdict}"
 
     def _champion(self, run: _PolicyRun) -> LoadedModel:

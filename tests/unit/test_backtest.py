@@ -70,6 +70,21 @@ def test_duration_batches_follow_event_time_and_skip_gaps() -> None:
     assert plan.batches[1].start == "2026-01-08T00:00:00"
 
 
+def test_duration_spans_start_on_the_boundary_of_their_unit() -> None:
+    times = pd.date_range("2026-03-01 07:30", periods=96, freq="h")  # 4 days from 07:30
+    frame = pd.DataFrame({"ts": times})
+
+    plan = plan_batches(frame, "ts", Span.parse("1d"), Span.parse("1d"))
+
+    # the first day runs to midnight (16.5 h of rows), then whole calendar days
+    assert plan.initial_rows == 17
+    assert [b.rows for b in plan.batches] == [24, 24, 24, 7]
+    assert plan.batches[0].start == "2026-03-02T00:30:00"
+    rows_first = plan_batches(frame, "ts", Span.parse("10"), Span.parse("12h"))
+    # 12 h is whole hours: batches run from the hour of the first batch row (17:00)
+    assert [b.rows for b in rows_first.batches][:2] == [12, 12]
+
+
 def test_durations_need_a_timestamp_and_a_batch_must_remain() -> None:
     frame = pd.DataFrame({"x": range(10)})
     with pytest.raises(ValueError, match="durations need a timestamp column"):
