@@ -7,6 +7,7 @@ labels later. Strict contracts reject unknown fields.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -76,7 +77,8 @@ def example_record(contract: Contract) -> dict[str, Any]:
         elif col.checks.allowed:
             example[col.name] = col.checks.allowed[0]
         elif col.dtype in ("float", "int"):
-            example[col.name] = col.checks.min if col.checks.min is not None else 0
+            low = col.checks.min if col.checks.min is not None else 0
+            example[col.name] = math.ceil(low) if col.dtype == "int" else low
         else:
             example[col.name] = {"bool": True, "string": "value"}.get(col.dtype)
     return example

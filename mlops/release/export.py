@@ -17,6 +17,7 @@ from onnx import TensorProto, helper
 
 from mlops.contract.spec import Contract
 from mlops.training.features import OOV_INDEX, Preprocessor
+from mlops.training.quiet import quiet_libraries
 from mlops.training.train import TrainedModel
 
 log = logging.getLogger(__name__)
@@ -42,16 +43,17 @@ def export_onnx(model: TrainedModel, contract: Contract, path: str | Path) -> Pa
     )
     input_names = numeric + [f"{c}{INDEX_SUFFIX}" for c in categorical]
     batch = torch.export.Dim("batch", min=1)
-    program = torch.onnx.export(
-        pipeline,
-        example,
-        input_names=input_names,
-        output_names=[output_name(prep.target.task)],
-        dynamic_shapes=(tuple({0: batch} for _ in example),),
-        external_data=False,
-        dynamo=True,
-        verbose=False,
-    )
+    with quiet_libraries():
+        program = torch.onnx.export(
+            pipeline,
+            example,
+            input_names=input_names,
+            output_names=[output_name(prep.target.task)],
+            dynamic_shapes=(tuple({0: batch} for _ in example),),
+            external_data=False,
+            dynamo=True,
+            verbose=False,
+        )
     assert program is not None
     proto = program.model_proto
     _add_vocabulary_lookups(proto, prep, contract.feature_names)

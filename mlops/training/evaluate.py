@@ -58,6 +58,7 @@ def compute_metrics(
     assert classes is not None
     codes = class_indices(y, classes)
     probs = np.clip(output, 1e-7, 1 - 1e-7)
+    probs = probs / probs.sum(axis=1, keepdims=True)  # clipping must not unbalance the rows
     labels = list(range(len(classes)))
     result = {"log_loss": float(skm.log_loss(codes, probs, labels=labels))}
     if task == "binary":

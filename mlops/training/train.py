@@ -19,6 +19,7 @@ from mlops.training.evaluate import best_threshold, compute_metrics, slice_metri
 from mlops.training.features import Preprocessor, encode_features, encode_target, fit_preprocessor
 from mlops.training.model import BestWeights, TabularDataModule, TabularModel
 from mlops.training.network import InferencePipeline, OutputHead
+from mlops.training.quiet import quiet_libraries
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +119,10 @@ def train_model(
     module = build_module(contract.task, prep, params)
     data = build_datamodule(splits, prep, target, params)
     best = BestWeights()
-    trainer = build_trainer(params, [best], progress=progress)
     started = time.perf_counter()
-    trainer.fit(module, datamodule=data)
+    with quiet_libraries():
+        trainer = build_trainer(params, [best], progress=progress)
+        trainer.fit(module, datamodule=data)
     device = str(trainer.strategy.root_device)
     seconds = time.perf_counter() - started
     log.info("trained %d epochs on %s in %.1fs", trainer.current_epoch, device, seconds)

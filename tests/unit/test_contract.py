@@ -281,3 +281,25 @@ def test_a_duplicated_unique_value_quarantines_both_rows(data: st.DataObject) ->
     result = validate_frame(frame, contract)
     assert sorted(result.quarantined["_row"]) == sorted([first, second])
     assert result.quarantined["_reason"].str.contains("tag: field_uniqueness").all()
+
+
+def test_the_api_example_of_an_int_column_with_a_minimum_is_an_int_the_api_accepts() -> None:
+    from mlops.contract.api_model import build_record_model, example_record
+
+    contract = parse_contract(
+        {
+            "name": "seasons",
+            "columns": {
+                "season": {"role": "feature", "dtype": "int", "checks": {"min": 1.0, "max": 4}},
+                "hour": {"role": "feature", "dtype": "int"},
+                "temp": {"role": "feature", "dtype": "float", "checks": {"min": -10.5}},
+                "y": {"role": "target", "dtype": "float", "task": "regression"},
+            },
+        }
+    )
+
+    example = example_record(contract)
+
+    assert example == {"season": 1, "hour": 0, "temp": -10.5}
+    assert isinstance(example["season"], int) and isinstance(example["hour"], int)
+    build_record_model(contract).model_validate(example)  # the documented example is accepted
