@@ -9,6 +9,7 @@ from prefect import flow
 
 from flows.parameters import MonitorThresholds, MonitorWindow
 from mlops.monitoring.policy import PolicyInputs, decide_retrain
+from mlops.monitoring.prediction_store import read_window_profiles
 from mlops.monitoring.window import window_policy_inputs
 from mlops.registry.store import Registry
 from mlops.settings import Settings, get_settings
@@ -112,6 +113,16 @@ def policy_inputs(
         h for h in read_history(settings, settings.model_name) if h.get("champion") == champion
     ]
     registered = [h for h in registry.history(settings.model_name) if h["event"] == "registered"]
+    last = datetime.fromisoformat(registered[-1]["time"]) if registered else None
+    # New rows count since the last training, across windows, not in this window alone
+    since_training: Any = None
+    if last is not None:
+        found = None
+        if last < now:
+            found = read_window_profiles(
+                settings.store("profiles"), settings.model_name, champion, last, now
+            )
+        since_training = 0 if found is None else found
     return window_policy_inputs(
         now=now,
         served=served,
@@ -120,5 +131,6 @@ def policy_inputs(
         champion=champion,
         metric=metric,
         previous_drift_shares=[float(h["drift_share"]) for h in history],
-        last_retrain=datetime.fromisoformat(registered[-1]["time"]) if registered else None,
+        last_retrain=last,
+        since_training=since_training,
     )

@@ -58,6 +58,7 @@ class _PolicyRun:
     champion: str = ""
     drift_shares: list[float] = field(default_factory=list)  # the champion's windows so far
     last_retrain: dt.datetime | None = None  # event time of the last registration
+    rows_since_training: int = 0  # batch rows since the last registration
     trained_on: dict[str, tuple[int, int]] = field(default_factory=dict)  # version -> rows
     compute_s: float = 0.0
     batches: list[dict[str, Any]] = field(default_factory=list)
@@ -158,6 +159,7 @@ class Backtest:
     def _batch(self, run: _PolicyRun, batch: Batch) -> dict[str, Any]:
         """Predict the batch with the champion, score it on its labels, let the policy decide."""
         rows = self.frame.iloc[batch.first : batch.stop].reset_index(drop=True)
+        run.rows_since_training += batch.rows
         model = self._champion(run)
         outputs = output_frame(model.predict(rows), model.manifest)
         joined = pd.concat([rows[[self.contract.target.name]], outputs], axis=1)
@@ -212,6 +214,7 @@ class Backtest:
             metric=self._rules.metric,
             previous_drift_shares=run.drift_shares,
             last_retrain=run.last_retrain if now is not None else None,
+            since_training=run.rows_since_training,
         )
         decision = decide_retrain(inputs, self._rules)
         run.drift_shares.append(drift.share_drifted)
@@ -234,7 +237,7 @@ class Backtest:
             run.registry, self.model_name, training.candidate, actor=actor
         )
         run.trained_on[version.version] = (first, stop)
-        run.last_retrain = self._event_time(batch)
+        run.last_retrain, run.rows_since_training = self._event_time(batch), 0
         outcome = gate_challenger(
             run.registry, version, self.contract, training.holdout, self._gate
         )

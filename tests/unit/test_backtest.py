@@ -220,3 +220,23 @@ def test_the_cli_refuses_ambiguous_sizes(tmp_path: Path) -> None:
     )  # fmt: skip
     assert outcome.exit_code == 2
     assert "give exactly one of --initial-rows N or --initial DURATION" in outcome.output
+
+
+def test_new_rows_accumulate_across_batches_until_a_retrain(tmp_path: Path) -> None:
+    # 700-row batches under the default 1,000-row minimum: counting one batch alone, the loop
+    # could never retrain again after its first retrain
+    history = growing_regression(batches=8, batch_rows=700, initial_rows=4000)
+    rules = RetrainPolicy(
+        drift_share=0.5, consecutive_windows=2, max_metric_drop=0.1, min_labelled_rows=300,
+        min_new_rows=1000, metric="r2", cooldown=pd.Timedelta(hours=0).to_pytimedelta(),
+    )  # fmt: skip
+
+    result, _ = run(history, tmp_path, "triggered", retrain=rules, train_window_rows=4000)
+
+    batches = result["policies"]["triggered"]["batches"]
+    blocked = [
+        b for b in batches if "but only 700 new rows since the last training" in b["decision"]
+    ]
+    assert blocked, [b["decision"] for b in batches]
+    later = [b for b in batches if b["index"] > blocked[0]["index"] and b["retrained"]]
+    assert later and later[0]["version"] == blocked[0]["version"]  # 1,400 rows: it may retrain
