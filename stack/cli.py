@@ -133,17 +133,47 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000,
 ) -> None:
-    """Serve the registry's champion with `bentoml serve` (hot-reloads on promotion)."""
-    import subprocess
+    """Serve the registry's champion with `bentoml serve` (hot-reloads on promotion).
+
+    This process becomes `bentoml serve` (exec): a signal to its pid reaches the server. Relative
+    MLOPS_* paths are made absolute first, so they mean here what they mean for `mlops train`.
+    """
     import sys
 
+    from mlops.registry.store import Registry
     from mlops.settings import REPO_ROOT
 
     quiet_telemetry()
+    env = absolute_paths(dict(os.environ), get_settings().home)
+    settings = get_settings().model_copy(update={"home": env["MLOPS_HOME"]})
+    name = settings.model_name
+    try:
+        champion = Registry(settings.registry).get(name, "champion").version
+        console.print(f"Serving {name} {champion} on http://{host}:{port} (docs at /docs)")
+    except LookupError:
+        console.print(
+            f"[yellow]{name} has no champion in {settings.registry} yet:[/] /predict answers "
+            "503 until one is promoted (`mlops train`, or `mlops status` to see the versions)"
+        )
     command = [sys.executable, "-m", "bentoml", "serve", "serving.service:PredictionService",
                "--host", host, "--port", str(port)]  # fmt: skip
-    console.print(f"Serving {get_settings().model_name} on http://{host}:{port} (docs at /docs)")
-    raise typer.Exit(subprocess.call(command, cwd=REPO_ROOT))
+    sys.stdout.flush()
+    os.chdir(REPO_ROOT)  # bentoml imports the service from the checkout
+    os.execve(sys.executable, command, env)
+
+
+def absolute_paths(env: dict[str, str], home: str) -> dict[str, str]:
+    """Return `env` with MLOPS_HOME set and every relative local MLOPS_* path made absolute."""
+    env = {**env, "MLOPS_HOME": env.get("MLOPS_HOME") or home}
+    for key, value in env.items():
+        local = (
+            key == "MLOPS_HOME"
+            or key.endswith("_URL")
+            or key in ("MLOPS_CONTRACT", "MLOPS_SERVE_MODEL_DIR")
+        )
+        if key.startswith("MLOPS_") and local and value and "://" not in value:
+            env[key] = os.path.abspath(value)
+    return env
 
 
 @app.command("build-bento")
