@@ -9,7 +9,7 @@ from prefect import flow
 
 from flows.parameters import MonitorThresholds, MonitorWindow
 from mlops.monitoring.policy import PolicyInputs, decide_retrain
-from mlops.monitoring.prediction_store import read_window_profiles
+from mlops.monitoring.prediction_store import read_window_profiles, window_start
 from mlops.monitoring.window import window_policy_inputs
 from mlops.registry.store import Registry
 from mlops.settings import Settings, get_settings
@@ -114,13 +114,15 @@ def policy_inputs(
     ]
     registered = [h for h in registry.history(settings.model_name) if h["event"] == "registered"]
     last = datetime.fromisoformat(registered[-1]["time"]) if registered else None
-    # New rows count since the last training, across windows, not in this window alone
+    # New rows count since the last training, across windows, not in this window alone; from the
+    # profile window the training happened in (profile files are named by their window's start)
     since_training: Any = None
     if last is not None:
         found = None
         if last < now:
+            first = window_start(last, settings.profile_window_s)
             found = read_window_profiles(
-                settings.store("profiles"), settings.model_name, champion, last, now
+                settings.store("profiles"), settings.model_name, champion, first, now
             )
         since_training = 0 if found is None else found
     return window_policy_inputs(
