@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from mlops.contract.loader import load_contract
@@ -31,6 +30,7 @@ from mlops.data.simulate import SimulationConfig, labelled_rows
 from mlops.inference.feed import onnx_feed
 from mlops.inference.sessions import create_session, run_session
 from mlops.release.export import export_onnx
+from mlops.release.verify import repeat_rows
 from mlops.settings import DEFAULT_CONTRACT
 from mlops.training.train import TrainParams, split_by_time, train_model
 
@@ -69,12 +69,6 @@ def time_session(session: Any, feed: dict[str, np.ndarray], repeats: int) -> flo
     return statistics.median(seconds)
 
 
-def rows_of(frame: pd.DataFrame, size: int) -> pd.DataFrame:
-    """The first `size` rows, the frame repeated as often as needed."""
-    copies = -(-size // len(frame))
-    return pd.concat([frame] * copies, ignore_index=True).iloc[:size]
-
-
 def compare_inference(onnx_path: Path, frame: Any, contract: Any) -> dict[str, Any]:
     """Score batches with the CUDA and CPU providers; return latency, rows/s and parity."""
     sessions = {
@@ -84,7 +78,7 @@ def compare_inference(onnx_path: Path, frame: Any, contract: Any) -> dict[str, A
     out: dict[str, Any] = {"devices": {k: device for k, (_, device) in sessions.items()}}
     rows = []
     for size in BATCHES:
-        feed = onnx_feed(rows_of(frame, size), contract)
+        feed = onnx_feed(repeat_rows(frame, size), contract)
         repeats = 200 if size <= 64 else 30
         row: dict[str, Any] = {"batch": size}
         for name, (session, _) in sessions.items():
@@ -94,7 +88,7 @@ def compare_inference(onnx_path: Path, frame: Any, contract: Any) -> dict[str, A
         row["cpu_over_gpu"] = round(row["cpu_ms"] / row["gpu_ms"], 2)
         rows.append(row)
     out["batches"] = rows
-    feed = onnx_feed(rows_of(frame, BATCHES[-1]), contract)
+    feed = onnx_feed(repeat_rows(frame, BATCHES[-1]), contract)
     gpu_out = run_session(sessions["gpu"][0], feed)
     cpu_out = run_session(sessions["cpu"][0], feed)
     out["max_abs_diff_gpu_vs_cpu"] = float(np.max(np.abs(gpu_out - cpu_out)))

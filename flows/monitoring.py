@@ -10,7 +10,7 @@ from prefect import flow
 from flows.parameters import MonitorThresholds, MonitorWindow
 from mlops.monitoring.policy import PolicyInputs, decide_retrain
 from mlops.monitoring.prediction_store import read_window_profiles, window_start
-from mlops.monitoring.window import window_policy_inputs
+from mlops.monitoring.window import served_rows, window_policy_inputs
 from mlops.registry.store import Registry
 from mlops.settings import Settings, get_settings
 from mlops.training.evaluate import PRIMARY_METRIC
@@ -116,7 +116,7 @@ def policy_inputs(
     last = datetime.fromisoformat(registered[-1]["time"]) if registered else None
     # New rows count since the last training, across windows, not in this window alone; from the
     # profile window the training happened in (profile files are named by their window's start)
-    since_training: Any = None
+    new_rows = None
     if last is not None:
         found = None
         if last < now:
@@ -124,7 +124,7 @@ def policy_inputs(
             found = read_window_profiles(
                 settings.store("profiles"), settings.model_name, champion, first, now
             )
-        since_training = 0 if found is None else found
+        new_rows = 0 if found is None else served_rows(found)
     return window_policy_inputs(
         now=now,
         served=served,
@@ -134,5 +134,5 @@ def policy_inputs(
         metric=metric,
         previous_drift_shares=[float(h["drift_share"]) for h in history],
         last_retrain=last,
-        since_training=since_training,
+        new_rows=new_rows,
     )

@@ -144,8 +144,9 @@ def serve(
     from mlops.settings import REPO_ROOT
 
     quiet_telemetry()
-    env = absolute_paths(dict(os.environ), get_settings().home)
-    settings = get_settings().model_copy(update={"home": env["MLOPS_HOME"]})
+    settings = get_settings()
+    env = absolute_paths(dict(os.environ), settings.home)
+    settings = settings.model_copy(update={"home": env["MLOPS_HOME"]})
     name = settings.model_name
     try:
         champion = Registry(settings.registry).get(name, "champion").version

@@ -199,7 +199,8 @@ class Backtest:
             if spec.scheduled(batch.index):
                 return True, "schedule", f"retrain: yes, the {spec.name} policy's schedule"
             return False, None, f"keep {run.champion}: not a scheduled batch of {spec.name}"
-        served = profile_frame(pd.concat([rows[self._request_columns(rows)], outputs], axis=1))
+        request = [c for c in self.contract.request_names if c in rows.columns]
+        served = profile_frame(pd.concat([rows[request], outputs], axis=1))  # as serving logs
         reference = profile_from_bytes(
             run.registry.read_reference_profile(self.model_name, run.champion)
         )
@@ -214,7 +215,7 @@ class Backtest:
             metric=self._rules.metric,
             previous_drift_shares=run.drift_shares,
             last_retrain=run.last_retrain if now is not None else None,
-            since_training=run.rows_since_training,
+            new_rows=run.rows_since_training,
         )
         decision = decide_retrain(inputs, self._rules)
         run.drift_shares.append(drift.share_drifted)
@@ -261,11 +262,6 @@ class Backtest:
     def _window_bounds(self, stop: int) -> tuple[int, int]:
         size = self.train_window_rows
         return (0 if size is None else max(0, stop - size)), stop
-
-    def _request_columns(self, rows: pd.DataFrame) -> list[str]:
-        """The columns a prediction request carries: features, and id and timestamp when known."""
-        wanted = [c.name for c in self.contract.columns if c.role in ("feature", "id", "timestamp")]
-        return [c for c in wanted if c in rows.columns]
 
     def _event_time(self, batch: Batch) -> dt.datetime | None:
         """When the batch's window ends in event time (its last row), or None without timestamps."""

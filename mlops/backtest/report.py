@@ -1,23 +1,21 @@
-"""Render a backtest result as a summary table, markdown, an SVG chart and an HTML page.
-
-Standard library only, so a report can be rendered wherever the result JSON can be read.
-"""
+"""Render a backtest result as a summary table, markdown, an SVG chart and an HTML page."""
 
 from __future__ import annotations
 
 import html
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fsspec.implementations.local import LocalFileSystem
+
 from mlops.backtest.plot import finite_or_none, render_svg
+from mlops.registry.locking import write_atomic
+from mlops.training.evaluate import HIGHER_IS_BETTER
 
 Result = Mapping[str, Any]
 
-LOWER_IS_BETTER = frozenset({"rmse", "mae", "mse", "log_loss"})
 COUNTS = ("retrains", "promotions", "refused", "failed", "compute_s")
 LABELS = {"mean_second_half": "mean, 2nd half", "compute_s": "compute s"}
 
@@ -37,7 +35,7 @@ def _round(value: Any, digits: int = 4) -> float | None:
 def _higher_is_better(result: Result, metric: str) -> bool:
     if metric == result.get("metric"):
         return bool(result.get("higher_is_better", True))
-    return metric not in LOWER_IS_BETTER
+    return HIGHER_IS_BETTER.get(metric, True)
 
 
 def summary_rows(result: Result) -> list[dict[str, Any]]:
@@ -168,19 +166,6 @@ def render_html(result: Result) -> str:
     )
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write text to a temporary file beside path, then move it into place in one step."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for reading
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(result: Result, out_dir: str | Path) -> dict[str, Path]:
     """Write backtest.json, .md, .svg and .html into out_dir; return their paths by kind."""
     out = Path(out_dir)
@@ -191,8 +176,8 @@ def write_report(result: Result, out_dir: str | Path) -> dict[str, Path]:
         "svg": ("backtest.svg", render_svg(result)),
         "html": ("backtest.html", render_html(result)),
     }
-    paths = {}
+    fs, paths = LocalFileSystem(), {}
     for kind, (name, text) in texts.items():
-        _write_atomic(out / name, text)
+        write_atomic(fs, str(out / name), text.encode())
         paths[kind] = out / name
     return paths

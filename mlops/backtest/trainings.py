@@ -24,16 +24,10 @@ import pandas as pd
 
 from mlops.contract.spec import Contract
 from mlops.data.validate import ContractViolation, validate_frame
-from mlops.release.candidate import Candidate, prepare_candidate
-from mlops.release.lineage import data_lineage
+from mlops.release.build import build_candidate
+from mlops.release.candidate import Candidate
 from mlops.release.verify import ExportVerificationError, VerificationReport
-from mlops.training.train import (
-    TrainParams,
-    evaluate_model,
-    params_dict,
-    split_by_time,
-    train_model,
-)
+from mlops.training.train import TrainParams, params_dict
 
 
 @dataclass(frozen=True)
@@ -68,11 +62,9 @@ class TrainingCache:
     ) -> None:
         self.root = Path(root)
         self.contract, self.params = contract, params
-        self.data_uri, self.max_failing_share, self.prefer_gpu = (
-            data_uri,
-            max_failing_share,
-            prefer_gpu,
-        )
+        self.data_uri = data_uri
+        self.max_failing_share = max_failing_share
+        self.prefer_gpu = prefer_gpu
         self._memory: dict[str, Training] = {}
         self.computed = 0
         self.reused = 0
@@ -119,24 +111,12 @@ class TrainingCache:
 
     def _compute(self, window: pd.DataFrame, folder: Path) -> str | None:
         """Run the release path up to a verified candidate in `folder`; return why it failed."""
-        contract, params = self.contract, self.params
-        result = validate_frame(window, contract)
+        result = validate_frame(window, self.contract)
         try:
             result.check_threshold(self.max_failing_share)
-            splits = split_by_time(
-                result.valid,
-                val_fraction=params.val_fraction,
-                holdout_fraction=params.holdout_fraction,
-            )
-            model = train_model(splits, contract, params)
-            metrics, slices = evaluate_model(model, contract, splits.holdout)
-            lineage = data_lineage(
-                self.data_uri, None, splits, contract.timestamp_column, result.valid
-            )
-            candidate = prepare_candidate(
-                model, contract, splits, workdir=folder, data=lineage, metrics=metrics,
-                slice_metrics=slices, flow_run_id=None, reason="backtest retrain",
-                prefer_gpu=self.prefer_gpu,
+            candidate, _, splits = build_candidate(
+                self.contract, result.valid, self.params, workdir=folder,
+                reason="backtest retrain", data_uri=self.data_uri, prefer_gpu=self.prefer_gpu,
             )  # fmt: skip
         except (ContractViolation, ExportVerificationError, ValueError) as exc:
             return f"{type(exc).__name__}: {exc}"

@@ -114,6 +114,11 @@ class Contract:
     def feature_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.features)
 
+    @property
+    def request_names(self) -> tuple[str, ...]:
+        """The columns a prediction request carries: features, id and timestamp."""
+        return tuple(c.name for c in self.columns if c.role in ("feature", "id", "timestamp"))
+
     @cached_property
     def fingerprint(self) -> str:
         """Return a stable sha256 of the contract's meaning (not its formatting)."""

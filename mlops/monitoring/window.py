@@ -42,25 +42,18 @@ def window_policy_inputs(
     metric: str,
     previous_drift_shares: Sequence[float],
     last_retrain: dt.datetime | None,
-    since_training: ProfileView | int | None = None,
+    new_rows: int | None = None,
 ) -> PolicyInputs:
     """Gather what the retrain policy needs about the champion's window.
 
     `performance` holds `performance_by_version` rows; only the champion's counts.
-    `previous_drift_shares` are the champion's earlier windows, oldest first. `since_training` is
-    the traffic since the last training (a profile, or a row count), which may span many windows;
-    without it only this window's rows count as new.
+    `previous_drift_shares` are the champion's earlier windows, oldest first. `new_rows` counts the
+    rows since the last training, which may span many windows (default: this window's rows).
     """
-    if since_training is None:
-        new_rows = served_rows(served)
-    elif isinstance(since_training, int):
-        new_rows = since_training
-    else:
-        new_rows = served_rows(since_training)
     live = next((p for p in performance if p["version"] == champion), None)
     return PolicyInputs(
         now=now,
-        new_rows=new_rows,
+        new_rows=served_rows(served) if new_rows is None else new_rows,
         n_features=drift.n_features,
         n_drifted=len(drift.drifted_features),
         previous_drift_shares=tuple(float(s) for s in previous_drift_shares),

@@ -17,10 +17,11 @@ import pandas as pd
 
 from mlops.contract.spec import Contract
 from mlops.registry.store import ModelVersion, Registry
-from mlops.release.candidate import prepare_candidate, register_candidate
+from mlops.release.candidate import Candidate, prepare_candidate, register_candidate
 from mlops.release.lineage import data_lineage
 from mlops.release.verify import VerificationReport
 from mlops.training.train import (
+    Splits,
     TrainedModel,
     TrainParams,
     evaluate_model,
@@ -57,29 +58,43 @@ def train_and_register(
     The version gets no alias; with `promote` it becomes champion directly (no gate). The ONNX
     export is written to `workdir`, or to a temporary folder removed afterwards.
     """
+    with _folder(workdir) as folder:
+        candidate, model, _ = build_candidate(
+            contract, rows, params, workdir=folder, reason=reason, data_uri=data_uri,
+            prefer_gpu=prefer_gpu,
+        )  # fmt: skip
+        version = register_candidate(registry, model_name, candidate, actor=actor)
+    if promote:
+        registry.promote(model_name, version.version, actor=actor, reason=reason)
+    return BuiltVersion(version, model, candidate.verification)
+
+
+def build_candidate(
+    contract: Contract,
+    rows: pd.DataFrame,
+    params: TrainParams,
+    *,
+    workdir: Path,
+    reason: str,
+    data_uri: str = "(rows in memory)",
+    prefer_gpu: bool = True,
+) -> tuple[Candidate, TrainedModel, Splits]:
+    """Split time-ordered labelled rows, train, evaluate, export and verify into `workdir`.
+
+    Raises ValueError when the rows are too few to split, ExportVerificationError when the export
+    fails a check.
+    """
     splits = split_by_time(
         rows, val_fraction=params.val_fraction, holdout_fraction=params.holdout_fraction
     )
     model = train_model(splits, contract, params)
     metrics, slices = evaluate_model(model, contract, splits.holdout)
     lineage = data_lineage(data_uri, None, splits, contract.timestamp_column, rows)
-    with _folder(workdir) as folder:
-        candidate = prepare_candidate(
-            model,
-            contract,
-            splits,
-            workdir=folder,
-            data=lineage,
-            metrics=metrics,
-            slice_metrics=slices,
-            flow_run_id=None,
-            reason=reason,
-            prefer_gpu=prefer_gpu,
-        )
-        version = register_candidate(registry, model_name, candidate, actor=actor)
-    if promote:
-        registry.promote(model_name, version.version, actor=actor, reason=reason)
-    return BuiltVersion(version, model, candidate.verification)
+    candidate = prepare_candidate(
+        model, contract, splits, workdir=workdir, data=lineage, metrics=metrics,
+        slice_metrics=slices, flow_run_id=None, reason=reason, prefer_gpu=prefer_gpu,
+    )  # fmt: skip
+    return candidate, model, splits
 
 
 @contextmanager

@@ -84,7 +84,7 @@ def verify_export(
         tolerance=tolerance,
         oov_max_abs_diff=oov_diff,
         p50_ms_batch1=_p50_ms(session, onnx_feed(rows.head(1), contract), repeats=200),
-        p50_ms_batch256=_p50_ms(session, onnx_feed(_rows(rows, 256), contract), repeats=30),
+        p50_ms_batch256=_p50_ms(session, onnx_feed(repeat_rows(rows, 256), contract), repeats=30),
         providers=tuple(session.get_providers()),
         device=device,
     )
@@ -96,7 +96,8 @@ def verify_export(
     return report
 
 
-def _rows(frame: pd.DataFrame, n: int) -> pd.DataFrame:
+def repeat_rows(frame: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The first `n` rows of `frame` repeated as often as needed."""
     reps = -(-n // max(len(frame), 1))
     return pd.concat([frame] * reps, ignore_index=True).head(n)
 
