@@ -23,6 +23,8 @@ A contract is a YAML file::
         dtype: int
         task: binary               # binary | multiclass | regression
         classes: [0, 1]            # optional for classification
+        threshold_objective: auto  # optional, binary only: auto | f1 | accuracy |
+                                   # balanced_accuracy | fixed:<p> (how the cut is tuned)
 
 Unknown keys and inconsistent declarations raise `ContractError` naming the key.
 """
@@ -36,7 +38,16 @@ from typing import Any
 import fsspec
 import yaml
 
-from mlops.contract.spec import DTYPES, ROLES, TASKS, Checks, ColumnSpec, Contract, ContractError
+from mlops.contract.spec import (
+    DTYPES,
+    ROLES,
+    TASKS,
+    Checks,
+    ColumnSpec,
+    Contract,
+    ContractError,
+    parse_threshold_objective,
+)
 
 TOP_KEYS = {"name", "description", "version", "strict", "custom_checks", "columns"}
 COLUMN_KEYS = {
@@ -50,6 +61,7 @@ COLUMN_KEYS = {
     "description",
     "example",
     "checks",
+    "threshold_objective",
 }
 CHECK_KEYS = {"min", "max", "allowed", "regex", "unique"}
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -136,6 +148,7 @@ def _parse_column(name: str, spec: Any, where: str) -> ColumnSpec:
             regex=checks.get("regex"),
             unique=bool(checks.get("unique", False)),
         ),
+        threshold_objective=_threshold_objective(spec, where),
     )
 
 
@@ -144,6 +157,16 @@ def _optional_list(mapping: dict, key: str, where: str) -> list | None:
     if value is not None and not isinstance(value, list):
         raise ContractError(f"{where}: {key!r} must be a list (got {value!r})")
     return value
+
+
+def _threshold_objective(spec: dict, where: str) -> str | None:
+    value = spec.get("threshold_objective")
+    if value is None:
+        return None
+    try:
+        return parse_threshold_objective(value)
+    except ValueError as exc:
+        raise ContractError(f"{where}: 'threshold_objective': {exc}") from exc
 
 
 def _optional_number(mapping: dict, key: str, where: str) -> float | None:
@@ -202,6 +225,8 @@ def _check_column(col: ColumnSpec, where: str) -> None:
             raise ContractError(f"{where}: the target cannot be nullable")
     elif col.task is not None or col.classes is not None:
         raise ContractError(f"{where}: 'task' and 'classes' apply to the target only")
+    if col.threshold_objective is not None and col.task != "binary":
+        raise ContractError(f"{where}: 'threshold_objective' applies to a binary target only")
     if col.role == "timestamp" and col.dtype != "datetime":
         raise ContractError(f"{where}: the timestamp column needs dtype datetime")
     if col.role == "id" and col.nullable:

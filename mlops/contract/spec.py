@@ -20,10 +20,32 @@ Task = Literal["binary", "multiclass", "regression"]
 ROLES = ("id", "timestamp", "feature", "target")
 DTYPES = ("float", "int", "bool", "string", "datetime")
 TASKS = ("binary", "multiclass", "regression")
+THRESHOLD_OBJECTIVES = ("auto", "f1", "accuracy", "balanced_accuracy")  # and fixed:<p>
 
 
 class ContractError(ValueError):
     """A contract file that cannot be used, with the offending key in the message."""
+
+
+def parse_threshold_objective(value: Any) -> str:
+    """Return a binary model's decision-threshold objective in canonical form, or raise ValueError.
+
+    Allowed: auto, f1, accuracy, balanced_accuracy, or fixed:<p> with 0 < p < 1 (e.g. fixed:0.5).
+    """
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if text in THRESHOLD_OBJECTIVES:
+        return text
+    if text.startswith("fixed:"):
+        try:
+            cut = float(text.removeprefix("fixed:"))
+        except ValueError:
+            cut = float("nan")
+        if 0.0 < cut < 1.0:
+            return f"fixed:{cut}"
+    raise ValueError(
+        f"unknown threshold objective {value!r}: allowed are {', '.join(THRESHOLD_OBJECTIVES)} "
+        "or fixed:<p> with 0 < p < 1 (e.g. fixed:0.5)"
+    )
 
 
 @dataclass(frozen=True)
@@ -52,6 +74,7 @@ class ColumnSpec:
     description: str = ""
     example: Any = None
     checks: Checks = field(default_factory=Checks)
+    threshold_objective: str | None = None  # binary targets: how the decision threshold is tuned
 
     @property
     def is_numeric(self) -> bool:
@@ -127,9 +150,12 @@ class Contract:
 
 def canonical_json(contract: Contract) -> str:
     """Serialise the parts of a contract that change its meaning, sorted and compact."""
+    # The threshold objective is a training choice, not the rows' meaning: changing it must not
+    # make the service refuse models trained under the previous one.
+    ignored = {"description", "example", "threshold_objective"}
     cols = []
     for c in contract.columns:
-        d = {k: v for k, v in c.__dict__.items() if k not in {"description", "example"}}
+        d = {k: v for k, v in c.__dict__.items() if k not in ignored}
         d["checks"] = dict(c.checks.__dict__)
         cols.append(d)
     doc = {"name": contract.name, "strict": contract.strict, "custom": contract.custom_checks}

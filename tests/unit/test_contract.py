@@ -303,3 +303,43 @@ def test_the_api_example_of_an_int_column_with_a_minimum_is_an_int_the_api_accep
     assert example == {"season": 1, "hour": 0, "temp": -10.5}
     assert isinstance(example["season"], int) and isinstance(example["hour"], int)
     build_record_model(contract).model_validate(example)  # the documented example is accepted
+
+
+@pytest.mark.parametrize(
+    ("objective", "expected"),
+    [("accuracy", "accuracy"), ("F1", "f1"), ("fixed:0.25", "fixed:0.25"), (None, None)],
+)
+def test_the_target_threshold_objective_is_read_and_normalised(
+    objective: str | None, expected: str | None
+) -> None:
+    contract = parse_contract(doc(label={"threshold_objective": objective}))
+
+    assert contract.target.threshold_objective == expected
+
+
+@pytest.mark.parametrize(
+    ("edits", "named"),
+    [
+        ({"label": {"threshold_objective": "fixed:1.5"}}, "allowed are auto, f1, accuracy"),
+        ({"label": {"threshold_objective": "foo"}}, "unknown threshold objective 'foo'"),
+        ({"label": {"threshold_objective": 0.5}}, "'threshold_objective'"),
+        ({"size": {"threshold_objective": "f1"}}, "applies to a binary target only"),
+        (
+            {"label": {"task": "multiclass", "classes": None, "threshold_objective": "f1"}},
+            "applies to a binary target only",
+        ),
+    ],
+)
+def test_an_invalid_threshold_objective_is_a_contract_error(
+    edits: dict[str, dict[str, Any]], named: str
+) -> None:
+    with pytest.raises(ContractError, match="column '") as info:
+        parse_contract(doc(**edits))
+
+    assert named in str(info.value)
+
+
+def test_the_threshold_objective_leaves_the_fingerprint_alone() -> None:
+    chosen = parse_contract(doc(label={"threshold_objective": "balanced_accuracy"}))
+
+    assert chosen.fingerprint == parse_contract(BASE).fingerprint

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from mlops.release.gate import DEFAULT_FLOORS, GatePolicy, decide, decision_markdown
+from mlops.release.gate import (
+    DEFAULT_FLOORS,
+    GatePolicy,
+    ThresholdedScores,
+    decide,
+    decision_markdown,
+    thresholded_scores,
+)
 
 AUC = GatePolicy(metric="roc_auc", floor=0.70, max_regression=0.01)
 
@@ -138,3 +145,117 @@ def test_decision_to_dict_holds_every_number_behind_the_verdict() -> None:
     assert found["champion_version"] == "v3"
     assert found["floor"] == 0.70 and found["max_regression"] == 0.01
     assert found["promote"] is False
+
+
+def test_better_auc_with_accuracy_far_below_the_champion_is_refused_naming_accuracy() -> None:
+    scores = ThresholdedScores("accuracy", challenger=0.80, champion=0.85)
+
+    decision = decide(
+        0.92, 0.90, AUC, challenger_version="v5", champion_version="v4", thresholded=scores
+    )
+
+    assert not decision.promote and decision.regression_passed and not decision.decision_passed
+    assert decision.decision_metric == "accuracy"
+    assert decision.decision_delta == pytest.approx(-0.05)
+    assert decision.max_decision_regression == 0.02
+    assert decision.verdict.startswith("v5 is not promoted: its accuracy at its own threshold")
+    assert "0.8000 is 0.0500 worse than champion v4's (0.8500)" in decision.verdict
+    assert "allowed 0.0200" in decision.verdict and "roc_auc" not in decision.verdict
+
+
+def test_thresholded_metric_within_the_allowed_margin_is_promoted() -> None:
+    scores = ThresholdedScores("f1", challenger=0.84, champion=0.85)
+
+    decision = decide(
+        0.91, 0.90, AUC, challenger_version="v5", champion_version="v4", thresholded=scores
+    )
+
+    assert decision.promote and decision.decision_passed
+    assert "its f1 at its own threshold 0.8400 vs 0.8500 (-0.0100" in decision.verdict
+
+
+def test_the_margin_of_the_thresholded_check_comes_from_the_policy() -> None:
+    scores = ThresholdedScores("accuracy", challenger=0.84, champion=0.85)
+    strict = GatePolicy(metric="roc_auc", floor=0.7, max_decision_regression=0.005)
+
+    decision = decide(0.91, 0.90, strict, challenger_version="v5", champion_version="v4",
+                      thresholded=scores)  # fmt: skip
+
+    assert not decision.promote and "more than the allowed 0.0050" in decision.verdict
+
+
+def test_every_failing_check_is_named_in_the_verdict() -> None:
+    scores = ThresholdedScores("accuracy", challenger=0.70, champion=0.85)
+
+    decision = decide(
+        0.80, 0.83, AUC, challenger_version="v5", champion_version="v4", thresholded=scores
+    )
+
+    assert "its roc_auc 0.8000 is 0.0300 worse" in decision.verdict
+    assert "; and its accuracy at its own threshold 0.7000 is 0.1500 worse" in decision.verdict
+
+
+def test_a_first_champion_has_no_thresholded_comparison_to_fail() -> None:
+    scores = ThresholdedScores("accuracy", challenger=0.60, champion=None)
+
+    decision = decide(0.85, None, AUC, challenger_version="v1", thresholded=scores)
+
+    assert decision.promote and decision.decision_delta is None
+    assert "| accuracy at own threshold vs champion | n/a | 0.6000 | n/a |" in decision_markdown(
+        decision
+    )
+
+
+def test_decision_markdown_shows_the_thresholded_check() -> None:
+    scores = ThresholdedScores("accuracy", challenger=0.80, champion=0.85)
+    decision = decide(
+        0.92, 0.90, AUC, challenger_version="v5", champion_version="v4", thresholded=scores
+    )
+
+    text = decision_markdown(decision)
+
+    assert text.startswith("## Gate decision: KEEP CHAMPION")
+    assert (
+        "| accuracy at own threshold vs champion | 0.8500 | 0.8000 | -0.0500 | "
+        "regression <= 0.0200 | FAIL |" in text
+    )
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_other_tasks_have_no_thresholded_check(task: str) -> None:
+    scores = {"accuracy": 0.5, "macro_f1": 0.5, "r2": 0.5}
+    policy = GatePolicy().resolved(task)
+
+    thresholded = thresholded_scores({"task": task}, scores, {"accuracy": 0.9})
+    decision = decide(0.6, 0.6, policy, challenger_version="v2", champion_version="v1",
+                      thresholded=thresholded)  # fmt: skip
+
+    assert thresholded is None and decision.promote and decision.decision_metric is None
+    assert "| thresholded metric vs champion | n/a | n/a | n/a | n/a | n/a |" in (
+        decision_markdown(decision)
+    )
+
+
+@pytest.mark.parametrize(
+    ("objective", "metric"), [("f1", "f1"), ("balanced_accuracy", "balanced_accuracy"),
+                              ("fixed:0.3", "accuracy"), (None, "accuracy")],
+)  # fmt: skip
+def test_the_thresholded_metric_is_the_challenger_objective_s(
+    objective: str | None, metric: str
+) -> None:
+    manifest = {"task": "binary", "threshold_objective": objective}
+    challenger = {"accuracy": 0.8, "balanced_accuracy": 0.7, "f1": 0.6}
+    champion = {"accuracy": 0.81, "balanced_accuracy": 0.71, "f1": 0.61}
+
+    found = thresholded_scores(manifest, challenger, champion)
+
+    assert found == ThresholdedScores(metric, challenger[metric], champion[metric])
+    assert thresholded_scores(manifest, challenger, None) == ThresholdedScores(
+        metric, challenger[metric], None
+    )
+
+
+def test_resolved_policy_keeps_the_allowed_thresholded_regression() -> None:
+    assert (
+        GatePolicy(max_decision_regression=0.03).resolved("binary").max_decision_regression == 0.03
+    )

@@ -222,3 +222,28 @@ def test_train_and_register_builds_a_version_as_the_flow_does(registry: Registry
     assert manifest["verification"] == built.verification.to_dict()
     reference = profile_from_bytes(registry.read_reference_profile(MODEL, built.version.version))
     assert {"label", "prediction", "probability_1"} <= set(profile_columns(reference))
+
+
+def test_a_challenger_whose_own_threshold_costs_accuracy_is_refused_despite_the_same_auc(
+    registry: Registry, candidate: Candidate
+) -> None:
+    contract, holdout = make_contract("binary"), _holdout()
+    _champion(registry, candidate)
+    manifest = {
+        **candidate.manifest,
+        "decision_threshold": 0.999,
+        "threshold_objective": "accuracy",
+    }
+    worse = register_challenger(
+        registry, MODEL, dataclasses.replace(candidate, manifest=manifest), actor="tests"
+    )
+
+    outcome = gate_challenger(registry, worse, contract, holdout, POLICY)
+
+    decision = outcome.decision
+    own = score_onnx(registry.read_onnx(MODEL, "v1"), candidate.manifest, holdout, contract)
+    assert decision.delta == 0.0 and decision.regression_passed  # same export: same AUC
+    assert decision.decision_metric == "accuracy"
+    assert decision.decision_champion == own["accuracy"]
+    assert decision.decision_champion - decision.decision_challenger > 0.02
+    assert not decision.promote and "its accuracy at its own threshold" in decision.verdict
