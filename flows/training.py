@@ -1,4 +1,4 @@
-"""train-model: validate -> train -> evaluate -> export + verify -> register -> gate -> promote."""
+"""train-model: validate -> train -> evaluate -> refit -> export + verify -> register -> gate."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from prefect.runtime import flow_run
 
 from flows.parameters import DataSpec, GateSpec
 from mlops.registry.store import Registry
+from mlops.release.candidate import attach_first_outputs
 from mlops.release.lineage import data_lineage
 from mlops.settings import get_settings
-from mlops.training.train import TrainParams
-from tasks.data import load_data, read_contract, validate_data
+from mlops.training.train import TrainParams, predict_torch
+from tasks.data import load_data, read_contract, set_aside_incidents, validate_data
 from tasks.registry import gate_and_promote, prepare_candidate, register_challenger
-from tasks.training import evaluate_holdout, fit_model, gpu_slot, split_data
+from tasks.training import evaluate_holdout, fit_model, gpu_slot, refit_model, split_data
 
 
 @flow(name="train-model", log_prints=True)
@@ -44,12 +45,19 @@ def train_model_flow(
         batch=f"train-{run_id}",
         max_failing_share=max_failing_share,
     ).valid
+    if data.exclude_incidents:  # rows served while monitoring saw a broken feed
+        valid = set_aside_incidents(valid, contract, settings, model_name, batch=f"train-{run_id}")
 
-    # 2. Train and evaluate on the newest rows
+    # 2. Train, evaluate on the newest rows, then refit on all rows (the metrics stay the first's)
     splits = split_data(valid, contract, params)
     with gpu_slot(params.accelerator):
         model = fit_model(splits, contract, params)
     metrics, slices = evaluate_holdout(model, contract, splits.holdout)
+    gate_rows = splits.holdout  # a refit challenger is gated by the model before its refit
+    if params.refit:
+        gate_rows = attach_first_outputs(splits.holdout, predict_torch(model, splits.holdout))
+        with gpu_slot(params.accelerator):
+            model = refit_model(model, valid, contract)
 
     # 3. Export, verify, describe, register as challenger
     lineage = data_lineage(data_uri, labels_uri, splits, contract.timestamp_column, valid)
@@ -64,7 +72,7 @@ def train_model_flow(
     # 4. Gate against the champion on the same holdout; promote when it passes
     policy = gate.resolved(contract.task)
     decision = gate_and_promote(
-        registry, version, contract, splits.holdout, policy, promote=gate.promote, actor=actor
+        registry, version, contract, gate_rows, policy, promote=gate.promote, actor=actor
     )
     return {
         "version": version.version,

@@ -14,6 +14,7 @@ from prefect.concurrency.sync import concurrency
 from prefect.logging import get_run_logger
 
 from mlops.contract.spec import Contract
+from mlops.training import train
 from mlops.training.train import (
     Splits,
     TrainedModel,
@@ -64,6 +65,21 @@ def fit_model(splits: Splits, contract: Contract, params: TrainParams) -> Traine
         model.seconds,
     )
     return model
+
+
+@task(name="refit-model", cache_policy=NO_CACHE)
+def refit_model(model: TrainedModel, rows: pd.DataFrame, contract: Contract) -> TrainedModel:
+    """Retrain on every row of the window (holdout included) for the epochs early stopping chose."""
+    refitted = train.refit_model(model, rows, contract)
+    get_run_logger().info(
+        "refit on %d rows for %d epochs (%s, %.1f s); holdout metrics stay those of the model "
+        "before the refit",
+        refitted.refit_rows,
+        refitted.refit_epochs,
+        refitted.device,
+        refitted.refit_seconds,
+    )
+    return refitted
 
 
 @task(name="evaluate-holdout", cache_policy=NO_CACHE)

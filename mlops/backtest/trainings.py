@@ -76,6 +76,7 @@ class TrainingCache:
             "rows": hashlib.sha256(rows).hexdigest(),
             "columns": [str(c) for c in window.columns],
             "contract": self.contract.fingerprint,
+            "threshold_objective": self.contract.target.threshold_objective,  # not fingerprinted
             "params": params_dict(self.params),
             "max_failing_share": self.max_failing_share,
         }

@@ -1,12 +1,13 @@
 """Build a registered version from labelled rows through the same steps as the train-model flow.
 
 Tests and benchmarks use this instead of assembling versions by hand, so their versions hold what
-production's hold: the data lineage, holdout metrics, verification, model card and a reference
-profile of features, target and outputs.
+production's hold: the data lineage, holdout metrics, the refit on every row, verification, model
+card and a reference profile of features, target and outputs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,12 @@ import pandas as pd
 
 from mlops.contract.spec import Contract
 from mlops.registry.store import ModelVersion, Registry
-from mlops.release.candidate import Candidate, prepare_candidate, register_candidate
+from mlops.release.candidate import (
+    Candidate,
+    attach_first_outputs,
+    prepare_candidate,
+    register_candidate,
+)
 from mlops.release.lineage import data_lineage
 from mlops.release.verify import VerificationReport
 from mlops.training.train import (
@@ -25,6 +31,8 @@ from mlops.training.train import (
     TrainedModel,
     TrainParams,
     evaluate_model,
+    predict_torch,
+    refit_model,
     split_by_time,
     train_model,
 )
@@ -79,22 +87,28 @@ def build_candidate(
     data_uri: str = "(rows in memory)",
     prefer_gpu: bool = True,
 ) -> tuple[Candidate, TrainedModel, Splits]:
-    """Split time-ordered labelled rows, train, evaluate, export and verify into `workdir`.
+    """Split time-ordered labelled rows, train, evaluate, refit, export and verify into `workdir`.
 
-    Raises ValueError when the rows are too few to split, ExportVerificationError when the export
-    fails a check.
+    With `params.refit` the returned model is the refit on every row, the holdout metrics are
+    those of the model before it, and the returned holdout carries that model's outputs for the
+    gate (`attach_first_outputs`). Raises ValueError when the rows are too few to split,
+    ExportVerificationError when the export fails a check.
     """
     splits = split_by_time(
         rows, val_fraction=params.val_fraction, holdout_fraction=params.holdout_fraction
     )
     model = train_model(splits, contract, params)
     metrics, slices = evaluate_model(model, contract, splits.holdout)
+    gate_rows = splits.holdout
+    if params.refit:
+        gate_rows = attach_first_outputs(splits.holdout, predict_torch(model, splits.holdout))
+        model = refit_model(model, rows, contract)
     lineage = data_lineage(data_uri, None, splits, contract.timestamp_column, rows)
     candidate = prepare_candidate(
         model, contract, splits, workdir=workdir, data=lineage, metrics=metrics,
         slice_metrics=slices, flow_run_id=None, reason=reason, prefer_gpu=prefer_gpu,
     )  # fmt: skip
-    return candidate, model, splits
+    return candidate, model, dataclasses.replace(splits, holdout=gate_rows)
 
 
 @contextmanager

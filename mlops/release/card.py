@@ -10,6 +10,8 @@ from mlops.release.lineage import code_version, package_versions
 from mlops.settings import REPO_ROOT
 from mlops.training.train import TrainedModel, params_dict
 
+REFIT_METRICS_FROM = "the model before the refit, on a holdout the refit then learned"
+
 
 def build_manifest(
     *,
@@ -37,6 +39,7 @@ def build_manifest(
         "task": prep.target.task,
         "classes": list(prep.target.classes or []),
         "decision_threshold": model.decision_threshold,
+        "threshold_objective": model.threshold_objective,
         "inputs": [
             {"name": c.name, "type": "float32" if c.is_numeric else "string"}
             for c in contract.features
@@ -54,12 +57,26 @@ def build_manifest(
         },
         "metrics": metrics,
         "slice_metrics": slice_metrics,
+        **refit_entry(model),
         "verification": verification,
         "onnxruntime_device": verification.get("device"),
         "code": code_version(REPO_ROOT),
         "packages": package_versions(),
         "flow_run_id": flow_run_id,
     }
+
+
+def refit_entry(model: TrainedModel) -> dict[str, Any]:
+    """Return the manifest's `refit` key for a refitted model, or nothing for another model."""
+    if model.refit_rows is None:
+        return {}
+    refit = {
+        "rows": model.refit_rows,
+        "epochs": model.refit_epochs,
+        "seconds": round(model.refit_seconds, 2),
+        "metrics_from": REFIT_METRICS_FROM,
+    }
+    return {"refit": refit}
 
 
 def render_model_card(manifest: dict[str, Any], *, version: str = "(unregistered)") -> str:
@@ -70,6 +87,7 @@ def render_model_card(manifest: dict[str, Any], *, version: str = "(unregistered
         "",
         f"- Task: **{manifest['task']}**"
         + (f", classes {manifest['classes']}" if manifest["classes"] else ""),
+        *_threshold_line(manifest),
         f"- Contract fingerprint: `{manifest['contract_fingerprint'][:16]}`",
         f"- Data: `{data.get('uri')}`, window {data.get('window_from')} to {data.get('window_to')}",
         f"- Rows: train {data.get('train_rows')}, validation {data.get('val_rows')}, "
@@ -77,6 +95,7 @@ def render_model_card(manifest: dict[str, Any], *, version: str = "(unregistered
         f"data fingerprint `{str(data.get('fingerprint'))[:16]}`",
         f"- Trained on **{training['device']}**: {training['epochs']} epochs "
         f"(best {training['best_epoch']}) in {training['seconds']} s",
+        *_refit_line(manifest.get("refit")),
         f"- Code: {manifest['code'].get('git_sha')} (dirty: {manifest['code'].get('dirty')})",
         f"- Prefect flow run: {manifest.get('flow_run_id')}",
         "",
@@ -105,6 +124,23 @@ def render_model_card(manifest: dict[str, Any], *, version: str = "(unregistered
         "",
     ]
     return "\n".join(lines)
+
+
+def _refit_line(refit: dict[str, Any] | None) -> list[str]:
+    if not refit:
+        return []
+    return [
+        f"- Refitted on all {refit['rows']} rows (holdout included) for {refit['epochs']} epochs; "
+        "the metrics below are those of the model before the refit, on a holdout it had not seen."
+    ]
+
+
+def _threshold_line(manifest: dict[str, Any]) -> list[str]:
+    if manifest["task"] != "binary":
+        return []
+    objective = manifest.get("threshold_objective") or "f1"  # older manifests: F1 argmax
+    how = "fixed" if objective.startswith("fixed:") else f"tuned for {objective} on validation"
+    return [f"- Decision threshold: {float(manifest['decision_threshold']):.4f} ({how})"]
 
 
 def _slice_table(rows: list[dict[str, Any]]) -> str:

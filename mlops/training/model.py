@@ -84,12 +84,15 @@ class TabularModel(pl.LightningModule):
 
 
 class TabularDataModule(pl.LightningDataModule):
-    """Serve already-encoded train and validation arrays as tensors, one gather per batch."""
+    """Serve already-encoded train and validation arrays as tensors, one gather per batch.
+
+    Without validation arrays (a refit on every row) it serves no validation batches.
+    """
 
     def __init__(
         self,
         train: tuple[np.ndarray, np.ndarray, np.ndarray],
-        val: tuple[np.ndarray, np.ndarray, np.ndarray],
+        val: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
         batch_size: int = 512,
         seed: int = 0,
     ) -> None:
@@ -101,7 +104,7 @@ class TabularDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         self.train_set = _tensors(self.train_arrays)
-        self.val_set = _tensors(self.val_arrays)
+        self.val_set = None if self.val_arrays is None else _tensors(self.val_arrays)
 
     def train_dataloader(self) -> DataLoader:
         # One generator for the loader's base seed and the sampler, as DataLoader(shuffle=True,
@@ -110,7 +113,9 @@ class TabularDataModule(pl.LightningDataModule):
         batches = IndexBatches(RandomSampler(self.train_set, generator=generator), self.batch_size)
         return DataLoader(self.train_set, sampler=batches, batch_size=None, generator=generator)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        if self.val_set is None:
+            return []  # Lightning's "no validation loaders"
         # A DataLoader still: each pass draws its base seed from torch's global RNG, which
         # dropout shares, so a seed gives the weights it gave before.
         batches = IndexBatches(SequentialSampler(self.val_set), 4096)

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from pydantic import Field
+from pydantic import AfterValidator, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from mlops.contract.spec import Contract
-from mlops.training.evaluate import best_threshold, compute_metrics, slice_metrics
+from mlops.contract.spec import Contract, parse_threshold_objective
+from mlops.training.evaluate import (
+    choose_threshold,
+    compute_metrics,
+    resolve_objective,
+    slice_metrics,
+)
 from mlops.training.features import Preprocessor, encode_features, encode_target, fit_preprocessor
 from mlops.training.model import BestWeights, TabularDataModule, TabularModel
 from mlops.training.network import InferencePipeline, OutputHead
@@ -43,6 +48,18 @@ class TrainParams:
     max_vocab: int = Field(5000, ge=1, description="Most categories kept per categorical column.")
     min_category_count: int = Field(
         2, ge=1, description="Training rows a category needs for its own index (else unseen)."
+    )
+    threshold_objective: Annotated[str, AfterValidator(parse_threshold_objective)] | None = Field(
+        None,
+        description="Binary models: what the decision threshold is tuned for on validation: "
+        "auto (f1 when under 20% of training rows are positive, else accuracy), f1, accuracy, "
+        "balanced_accuracy, or fixed:<p> (e.g. fixed:0.5). Empty: the contract's, else auto.",
+    )
+    refit: bool = Field(
+        True,
+        description="After evaluation, retrain on every row of the window (validation and "
+        "holdout included) for the epochs early stopping chose, and serve that model: it has "
+        "learned the newest rows. Holdout metrics and the gate use the model before the refit.",
     )
 
 
@@ -78,6 +95,10 @@ class TrainedModel:
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
     decision_threshold: float = 0.5
+    threshold_objective: str | None = None  # binary: the resolved objective, e.g. "accuracy"
+    refit_rows: int | None = None  # set by refit_model: rows it learned (None: not refitted)
+    refit_epochs: int | None = None
+    refit_seconds: float = 0.0
 
     def pipeline(self) -> InferencePipeline:
         """Return the eval-mode CPU inference pipeline (network + head)."""
@@ -138,9 +159,58 @@ def train_model(
         history=best.history,
     )
     if contract.task == "binary":
-        y01 = encode_target(splits.val[target], prep.target)
-        trained.decision_threshold = best_threshold(y01, predict_torch(trained, splits.val)[:, 1])
+        tune_threshold(trained, splits, contract)
     return trained
+
+
+def tune_threshold(model: TrainedModel, splits: Splits, contract: Contract) -> None:
+    """Set a binary model's decision threshold and the resolved objective it was tuned for."""
+    target, encoding = contract.target.name, model.preprocessor.target
+    rate = float(encode_target(splits.train[target], encoding).mean())
+    wanted = model.params.threshold_objective or contract.target.threshold_objective or "auto"
+    model.threshold_objective = resolve_objective(wanted, rate)
+    model.decision_threshold = choose_threshold(
+        encode_target(splits.val[target], encoding),
+        predict_torch(model, splits.val)[:, 1],
+        model.threshold_objective,
+        train_positive_rate=rate,
+    )
+
+
+def refit_model(
+    model: TrainedModel, rows: pd.DataFrame, contract: Contract, *, progress: bool = False
+) -> TrainedModel:
+    """Retrain on all `rows` for the epochs early stopping chose for `model`; no validation.
+
+    The preprocessing is refitted on every row, so categories first seen in the newest rows get
+    indices. The network starts from the same seed and hyperparameters. Everything else (decision
+    threshold, validation loss and history) stays `model`'s: it was measured on rows that the
+    refit then learns, so no figure of the refitted model itself would be honest.
+    """
+    params = model.params
+    pl.seed_everything(params.seed, workers=True, verbose=False)
+    prep = fit_preprocessor(
+        rows, contract, max_vocab=params.max_vocab, min_count=params.min_category_count
+    )
+    module = build_module(contract.task, prep, params)
+    arrays = _arrays(rows, prep, contract.target.name)
+    data = TabularDataModule(arrays, None, batch_size=params.batch_size, seed=params.seed)
+    epochs = max(model.best_epoch + 1, 1)  # BestWeights counts epochs from 0
+    started = time.perf_counter()
+    with quiet_libraries():
+        trainer = build_trainer(params, [], progress=progress, epochs=epochs)
+        trainer.fit(module, datamodule=data)
+    seconds = time.perf_counter() - started
+    log.info("refitted on %d rows for %d epochs in %.1fs", len(rows), epochs, seconds)
+    return replace(
+        model,
+        preprocessor=prep,
+        module=module.eval(),
+        device=describe_device(str(trainer.strategy.root_device)),
+        refit_rows=len(rows),
+        refit_epochs=epochs,
+        refit_seconds=seconds,
+    )
 
 
 def build_module(task: str, prep: Preprocessor, params: TrainParams) -> TabularModel:
@@ -172,18 +242,29 @@ def build_datamodule(
 
 
 def build_trainer(
-    params: TrainParams, callbacks: list[pl.Callback], *, progress: bool = False
+    params: TrainParams,
+    callbacks: list[pl.Callback],
+    *,
+    progress: bool = False,
+    epochs: int | None = None,
 ) -> pl.Trainer:
-    """Return a Trainer that stops early on validation loss, without logger or checkpoints."""
-    early = pl.callbacks.EarlyStopping(monitor="val_loss", patience=params.patience, mode="min")
+    """Return a Trainer that stops early on validation loss, without logger or checkpoints.
+
+    With `epochs`, it trains exactly that many epochs instead, without validation.
+    """
+    stopping: list[pl.Callback] = []
+    if epochs is None:
+        early = pl.callbacks.EarlyStopping(monitor="val_loss", patience=params.patience, mode="min")
+        stopping.append(early)
     gpu = params.accelerator in ("gpu", "cuda") or (
         params.accelerator == "auto" and torch.cuda.is_available()
     )
     return pl.Trainer(
-        max_epochs=params.max_epochs,
+        max_epochs=params.max_epochs if epochs is None else epochs,
+        limit_val_batches=None if epochs is None else 0,
         accelerator=params.accelerator,
         devices=1,
-        callbacks=[early, *callbacks],
+        callbacks=[*stopping, *callbacks],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=progress,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -41,7 +42,8 @@ def test_train_model_registers_a_champion_whose_onnx_reproduces_its_holdout_metr
     simulated = f"{mlops_home}/data/simulated"
     simulate(simulated, SimulationConfig(days=10, rows_per_day=800, scenario="stable", seed=7))
 
-    result = train_model_flow(training=FAST)
+    # Without the refit, the registered ONNX is the model the holdout measured.
+    result = train_model_flow(training=dataclasses.replace(FAST, refit=False))
 
     registry = Registry(f"{mlops_home}/registry")
     champion = registry.get("card-fraud", "champion")
@@ -73,9 +75,15 @@ def test_train_model_registers_a_champion_whose_onnx_reproduces_its_holdout_metr
         "gate-decision",
     } <= keys
 
-    # A second run on the same data is gated against v1 on the same holdout.
+    # A second run on the same data, refitted on every row, is gated against v1 on the same
+    # holdout by the figures of its model before the refit: those of v1's identical training.
     again = train_model_flow(training=FAST, gate=GateSpec(max_regression=0.0))
     assert "champion v1" in again["verdict"]
+    refitted = registry.get("card-fraud", again["version"]).manifest
+    assert refitted["refit"]["rows"] == len(valid)
+    assert refitted["refit"]["epochs"] == manifest["training"]["best_epoch"] + 1
+    assert refitted["metrics"] == again["metrics"] == manifest["metrics"]
+    assert f"its roc_auc {refitted['metrics']['roc_auc']:.4f}" in again["verdict"]
     history = [h["event"] for h in registry.history("card-fraud")]
     assert history.count("registered") == 2
 

@@ -107,6 +107,20 @@ def test_manifest_is_json_ready_and_its_preprocessor_can_be_rebuilt(
     assert reloaded["decision_threshold"] == trained("binary")[1].decision_threshold
 
 
+def test_manifest_and_card_record_the_threshold_and_the_objective_it_was_tuned_for(
+    manifest: dict[str, Any],
+) -> None:
+    _, model = trained("binary")
+
+    assert model.threshold_objective == "accuracy"  # auto: positives are not rare in these rows
+    assert manifest["threshold_objective"] == "accuracy"
+    assert manifest["decision_threshold"] == model.decision_threshold
+    assert 0.0 < model.decision_threshold < 1.0
+    card = render_model_card(manifest)
+    assert f"- Decision threshold: {model.decision_threshold:.4f} (tuned for accuracy" in card
+    assert trained("regression")[1].threshold_objective is None
+
+
 def test_model_card_renders_metrics_slices_lineage_and_verification(
     manifest: dict[str, Any],
 ) -> None:
