@@ -5,6 +5,9 @@ Layout::
     <predictions_url>/<model>/date=YYYY-MM-DD/part-<YYYYMMDDTHHMMSSffffffZ>-<uuid8>.parquet
     <profiles_url>/<model>/<version>/<window start YYYYMMDDTHHMMSSZ>-<writer_id>.bin
 
+A profile file holds the rows served in [window start, window start + window length); the
+length is the writer's `window_seconds` (settings.profile_window_s), which readers pass too.
+
 Every file is written whole through an atomic replace, so readers never see half a part.
 """
 
@@ -31,6 +34,7 @@ __all__ = [
     "META_COLUMNS",
     "WINDOW_FORMAT",
     "as_utc",
+    "read_overlapping_profiles",
     "read_prediction_log",
     "read_window_profiles",
     "window_start",
@@ -107,21 +111,47 @@ def read_window_profiles(
     model_version: str,
     start: datetime,
     end: datetime,
+    window_seconds: int,
     storage_options: dict[str, Any] | None = None,
 ) -> ProfileView | None:
-    """Merge every writer's profile of the windows starting in [start, end); None if none."""
+    """Merge every writer's profile of the windows overlapping [start, end); None if none.
+
+    A profile window [s, s + window_seconds) overlaps when s < end and s + window_seconds > start,
+    so a monitoring window that starts or ends inside a profile window takes all of it.
+    """
+    view, _ = read_overlapping_profiles(
+        profiles_url, model_name, model_version, start, end, window_seconds, storage_options
+    )
+    return view
+
+
+def read_overlapping_profiles(
+    profiles_url: str,
+    model_name: str,
+    model_version: str,
+    start: datetime,
+    end: datetime,
+    window_seconds: int,
+    storage_options: dict[str, Any] | None = None,
+) -> tuple[ProfileView | None, list[datetime]]:
+    """Merge the profiles of the windows overlapping [start, end); return it and their starts.
+
+    The starts are the distinct profile windows merged, oldest first (none: no view).
+    """
     fs, base = url_to_fs(profiles_url, **(storage_options or {}))
     try:
         paths = fs.ls(f"{base.rstrip('/')}/{model_name}/{model_version}", detail=False)
     except FileNotFoundError:
-        return None
+        return None, []
     low, high = as_utc(start), as_utc(end)
-    views = []
+    length = pd.Timedelta(seconds=window_seconds)
+    views, starts = [], set()
     for path in sorted(paths):
         window = _file_window(str(path).rsplit("/", 1)[-1])
-        if window is not None and low <= window < high:
+        if window is not None and window < high and window + length > low:
             views.append(profile_from_bytes(fs.cat_file(path)))
-    return merge_profiles(views) if views else None
+            starts.add(window.to_pydatetime())
+    return (merge_profiles(views) if views else None), sorted(starts)
 
 
 def as_utc(moment: datetime) -> pd.Timestamp:

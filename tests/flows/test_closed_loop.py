@@ -51,7 +51,9 @@ RELAXED = MonitorThresholds(
     cooldown_hours=0, min_new_rows=100, min_labelled_rows=300, consecutive_windows=1
 )
 TRAIN_ARTIFACTS = {"data-validation", "holdout-metrics", "model-card", "gate-decision"}
-MONITOR_ARTIFACTS = {"drift", "constraints", "performance", "monitoring-summary", "drift-report"}
+MONITOR_ARTIFACTS = {
+    "drift", "constraints", "performance", "monitoring-summary", "drift-report", "loop-chart"
+}  # fmt: skip
 TRIGGER = retrain_trigger(MODEL)
 
 

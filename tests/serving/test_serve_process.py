@@ -115,8 +115,9 @@ def test_prediction_log_holds_exactly_the_served_rows(served: ServedSession) -> 
 
 def test_profiles_of_v1_count_the_served_rows(served: ServedSession) -> None:
     now = datetime.now(UTC)
-    view = read_window_profiles(
-        str(served.home / "profiles"), MODEL, "v1", now - timedelta(days=1), now + timedelta(days=1)
+    day = timedelta(days=1)
+    view = read_window_profiles(  # 300 s: the service's default profile window
+        str(served.home / "profiles"), MODEL, "v1", now - day, now + day, 300
     )
 
     assert view is not None, list((served.home / "profiles").rglob("*"))

@@ -16,7 +16,8 @@ from mlops.monitoring.prediction_store import read_prediction_log, read_window_p
 from mlops.monitoring.profile import profile_summary
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-WINDOW = timedelta(seconds=300)
+WINDOW_S = 300
+WINDOW = timedelta(seconds=WINDOW_S)
 
 
 class Clock:
@@ -53,7 +54,9 @@ def record(logger, request_id, n, start=0, version="v1", at=None) -> None:
 
 
 def window_count(root, version, start, end=None, model="churn") -> int:
-    view = read_window_profiles(f"{root}/profiles", model, version, start, end or start + WINDOW)
+    view = read_window_profiles(
+        f"{root}/profiles", model, version, start, end or start + WINDOW, WINDOW_S
+    )
     return 0 if view is None else int(profile_summary(view).loc["amount", "count"])
 
 
@@ -234,7 +237,7 @@ def test_read_window_profiles_merges_every_writers_file(tmp_path):
 
     assert window_count(tmp_path, "v1", T0) == 8
     assert window_count(tmp_path, "v1", T0 + WINDOW) == 0
-    assert read_window_profiles(f"{tmp_path}/profiles", "churn", "v9", T0, T0 + WINDOW) is None
+    assert read_window_profiles(f"{tmp_path}/profiles", "churn", "v9", T0, T0 + WINDOW, 300) is None
 
 
 def test_record_does_no_io(tmp_path, monkeypatch):
