@@ -8,6 +8,8 @@ from typing import Any
 from prefect import flow
 
 from flows.parameters import MonitorThresholds, MonitorWindow
+from mlops.monitoring.constraints import ConstraintReport
+from mlops.monitoring.estimate import Estimate, estimate_window
 from mlops.monitoring.policy import PolicyInputs, decide_retrain
 from mlops.monitoring.prediction_store import read_window_profiles, window_start
 from mlops.monitoring.window import served_rows, window_policy_inputs
@@ -23,6 +25,7 @@ from tasks.monitoring import (
     read_history,
     record_decision,
     write_drift_report,
+    write_loop_chart,
 )
 
 
@@ -46,7 +49,7 @@ def monitor_model_flow(
     spec = read_contract(contract or settings.contract)
 
     # 1. The window's traffic against the champion's training data
-    served = merge_window_profiles(settings, champion, start, end)
+    served, profile_windows = merge_window_profiles(settings, champion, start, end)
     if served is None:
         return {
             "model": name,
@@ -58,15 +61,19 @@ def monitor_model_flow(
     drift, constraints, reference = measure_drift(registry, champion, served, spec)
     report = write_drift_report(settings, champion, served, reference, end)
 
-    # 2. Live performance on the served rows whose labels have arrived
-    since = end - timedelta(hours=thresholds.performance_lookback_hours)
-    performance = measure_performance(settings, registry, spec, labels_uri, since, end)
-
-    # 3. Decide, remember, tell
+    # 2. Live performance on the served rows whose labels have arrived (served at least the label
+    # delay ago), and the performance the champion's probabilities predict on the window
+    until = end - timedelta(hours=thresholds.label_delay_hours)
+    since = until - timedelta(hours=thresholds.performance_lookback_hours)
+    performance = measure_performance(settings, registry, spec, labels_uri, since, until)
     policy = thresholds.policy(PRIMARY_METRIC[spec.task])
+    estimate = estimate_window(reference, served, champion.manifest, policy.metric)
+
+    # 3. Decide (labels first, then the estimate, then drift), remember, tell
     inputs = policy_inputs(
-        settings, registry, champion.version, served, drift, performance, policy.metric, end
-    )
+        settings, registry, champion.version, served, drift, performance, policy.metric, end,
+        constraints=constraints, estimate=estimate,
+    )  # fmt: skip
     decision = decide_retrain(inputs, policy)
     result = {
         "model": name,
@@ -76,12 +83,17 @@ def monitor_model_flow(
         "drift_share": drift.share_drifted,
         "drifted_features": drift.drifted_features,
         "constraints_passed": constraints.passed,
+        "failed_checks": list(inputs.failed_checks),
         "performance": performance,
+        "estimate": estimate.to_dict() if estimate else None,
+        "refused_challengers": inputs.refused_challengers,
         "drift_report": report,
+        "profile_windows": profile_windows,
         **decision.to_dict(),
     }
     record_decision(settings, name, result)
-    result["event_emitted"] = publish_decision(name, decision, result, emit=emit)
+    loop = write_loop_chart(settings, name)
+    result["event_emitted"] = publish_decision(name, decision, result, emit=emit, loop=loop)
     return result
 
 
@@ -107,13 +119,23 @@ def policy_inputs(
     performance: list[dict[str, Any]],
     metric: str,
     now: datetime,
+    *,
+    constraints: ConstraintReport | None = None,
+    estimate: Estimate | None = None,
 ) -> PolicyInputs:
-    """Gather what the policy needs: this window, earlier windows, live metric, last retrain."""
+    """Gather what the policy needs: this window, earlier windows, live metric, last retrain.
+
+    Also counts the challengers refused since the champion's promotion (registered after the
+    last promotion or rollback: a promoted one would have moved the champion), for the back-off.
+    """
     history = [
         h for h in read_history(settings, settings.model_name) if h.get("champion") == champion
     ]
-    registered = [h for h in registry.history(settings.model_name) if h["event"] == "registered"]
+    events = registry.history(settings.model_name)
+    registered = [h for h in events if h["event"] == "registered"]
     last = datetime.fromisoformat(registered[-1]["time"]) if registered else None
+    moved = [i for i, h in enumerate(events) if h["event"] in ("promoted", "rolled_back")]
+    refused = sum(h["event"] == "registered" for h in events[moved[-1] + 1 :]) if moved else 0
     # New rows count since the last training, across windows, not in this window alone; from the
     # profile window the training happened in (profile files are named by their window's start)
     new_rows = None
@@ -122,7 +144,12 @@ def policy_inputs(
         if last < now:
             first = window_start(last, settings.profile_window_s)
             found = read_window_profiles(
-                settings.store("profiles"), settings.model_name, champion, first, now
+                settings.store("profiles"),
+                settings.model_name,
+                champion,
+                first,
+                now,
+                settings.profile_window_s,
             )
         new_rows = 0 if found is None else served_rows(found)
     return window_policy_inputs(
@@ -135,4 +162,7 @@ def policy_inputs(
         previous_drift_shares=[float(h["drift_share"]) for h in history],
         last_retrain=last,
         new_rows=new_rows,
+        constraints=constraints,
+        estimate=estimate,
+        refused_challengers=refused,
     )

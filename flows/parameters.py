@@ -37,6 +37,11 @@ class DataSpec(BaseModel):
     start: datetime | None = Field(None, description="Window start (inclusive), by timestamp.")
     end: datetime | None = Field(None, description="Window end (exclusive), by timestamp.")
     last_rows: int | None = Field(None, ge=1, description="Keep only the newest N rows.")
+    exclude_incidents: bool = Field(
+        True,
+        description="Training: set aside (quarantine) rows served in monitoring windows that "
+        "failed their data checks (needs the contract's id column).",
+    )
 
     def window(self) -> Window:
         """Return the rows to keep, by time or by count."""
@@ -67,7 +72,7 @@ class MonitorWindow(BaseModel):
 
 @pydantic_dataclass(frozen=True)
 class MonitorThresholds(RetrainThresholds):
-    """When drift or a performance drop warrants retraining."""
+    """When a performance drop (measured, else estimated) or drift warrants retraining."""
 
     cooldown_hours: float = Field(
         DEFAULT_COOLDOWN / timedelta(hours=1),
@@ -76,6 +81,12 @@ class MonitorThresholds(RetrainThresholds):
     )
     performance_lookback_hours: float = Field(
         72.0, gt=0, description="How far back served rows are joined with arrived labels."
+    )
+    label_delay_hours: float = Field(
+        0.0,
+        ge=0,
+        description="How long labels take to arrive: performance is judged on rows served at "
+        "least this long ago (rows younger than that have no labels yet).",
     )
 
     def policy(self, metric: str) -> RetrainPolicy:

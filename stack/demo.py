@@ -28,6 +28,7 @@ from rich.console import Console
 from mlops.contract.loader import load_contract
 from mlops.data.scenario import SimulationConfig
 from mlops.data.simulate import simulate
+from mlops.monitoring.loop_chart import save_loop_chart
 from mlops.registry.store import Registry
 from mlops.settings import REPO_ROOT, Settings
 from stack import orchestration, replay
@@ -105,10 +106,12 @@ class Demo:
         self.fill_live_metrics()
         wide = Console(width=max(self.console.width, 126))  # a narrower table wraps every cell
         wide.print(render_timeline(self.rows, self.sim))
+        chart = self.write_loop_chart()
         minutes = (time.monotonic() - began) / 60
         self.step(f"Done in {minutes:.1f} min. Left running (stop them with `make stop`):")
         self.console.print(f"  Prefect UI       {self.stack.ui}")
         self.console.print(f"  Bento Swagger UI {self.stack.service}/docs")
+        self.console.print(f"  loop chart       {chart}")
         self.console.print(f"  logs and pids    {self.run_dir}")
 
     def reset(self) -> None:
@@ -138,6 +141,8 @@ class Demo:
             "MLOPS_ADMIN_TOKEN": self.admin_token,
             # promote-model and rollback-model (from the UI) tell the service to reload at once
             "MLOPS_SERVING_URL": f"http://127.0.0.1:{self.serve_port}",
+            # serving writes 1 s profile windows; monitor-model must read them with that length
+            "MLOPS_PROFILE_WINDOW_S": "1",
             "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
         }
         self.stack = Stack(api=api, ui=f"http://127.0.0.1:{port}", env=env)
@@ -183,7 +188,6 @@ class Demo:
         env = self.stack.env | {
             "MLOPS_RELOAD_INTERVAL_S": "1",
             "MLOPS_LOG_FLUSH_S": "1",
-            "MLOPS_PROFILE_WINDOW_S": "1",
         }
         self.step(f"Serving the champion with BentoML on http://127.0.0.1:{port}")
         service = stack.start_service(self.run_dir, env, REPO_ROOT, port=port)
@@ -209,8 +213,13 @@ class Demo:
             f"with {','.join(row.versions)}; {monitor.get('explanation', '')}"
         )
         self.day_seconds = self.day_seconds or time.monotonic() - began
-        if monitor.get("event_emitted"):
+        if monitor.get("event_emitted") and monitor.get("retrain"):
             row.action = self.follow_retrain(monitor)
+        elif monitor.get("event_emitted"):  # a data-quality incident: nothing to wait for
+            self.console.print(
+                f"  [yellow]event {monitor['event']}[/]: no retrain on a broken feed"
+            )
+            row.action = "incident raised, no retrain"
 
     def monitor(self, index: int, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
         """Run monitor-model on the day's window; performance on yesterday's labelled rows."""
@@ -304,6 +313,15 @@ class Demo:
                     start,
                     end,
                 )
+
+    def write_loop_chart(self) -> str:
+        """Draw the monitoring history of the replayed days as loop.html (and loop.svg)."""
+        from tasks.monitoring import read_history  # imports Prefect: lazily, like orchestration
+
+        name = self.settings.model_name
+        history = read_history(self.settings, name)
+        events = Registry(self.settings.registry).history(name)
+        return save_loop_chart(self.settings.store("reports"), name, history, events)
 
     def step(self, text: str) -> None:
         self.console.print(f"[bold cyan]==>[/] {text}")

@@ -40,7 +40,13 @@ def short_decision(monitor: dict[str, Any]) -> str:
     """Say a monitor-model result in a few words: retrain: why, held: why, or no."""
     if monitor.get("retrain"):
         return f"retrain: {_short(monitor.get('reason') or '')}"
-    triggers = monitor.get("triggers") or []
+    if monitor.get("reason") == "data-quality":
+        return "no: broken feed"
+    triggers = [
+        t
+        for t in monitor.get("triggers") or []
+        if t != "drift" or monitor.get("evidence", "drift") == "drift"
+    ]  # drift beside labels or an estimate only explains
     return f"held: {'+'.join(_short(t) for t in triggers)}" if triggers else "no"
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import fsspec
+import pandas as pd
 from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -11,8 +13,11 @@ from prefect.logging import get_run_logger
 
 from mlops.contract.loader import load_contract
 from mlops.contract.spec import Contract
+from mlops.data.incidents import REASON_COLUMN, incidents, served_in, set_aside
 from mlops.data.sources import LoadedData, Window, load_dataset
 from mlops.data.validate import ValidationResult, validate_frame, write_quarantine
+from mlops.settings import Settings
+from tasks.monitoring import read_history
 
 
 @task(name="read-contract", cache_policy=NO_CACHE)
@@ -78,3 +83,38 @@ def validate_data(
     )
     result.check_threshold(max_failing_share)
     return result
+
+
+@task(name="set-aside-incidents", cache_policy=NO_CACHE)
+def set_aside_incidents(
+    frame: pd.DataFrame, contract: Contract, settings: Settings, model_name: str, *, batch: str
+) -> pd.DataFrame:
+    """Quarantine the rows served in monitoring windows that failed their data checks.
+
+    They pass the contract (a valid amount in the wrong unit) but came from a broken feed;
+    training on them would learn the breakage. Needs the contract's id column.
+    """
+    log = get_run_logger()
+    found = incidents(read_history(settings, model_name))
+    if not found or contract.id_column is None:
+        return frame
+    reasons = served_in(settings.store("predictions"), model_name, found, contract.id_column)
+    kept, aside = set_aside(frame, contract, reasons)
+    if aside.empty:
+        return kept
+    url = f"{settings.quarantine.rstrip('/')}/{contract.name}/{batch}-incidents.parquet"
+    fs, path = fsspec.core.url_to_fs(url)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(path, "wb") as fh:
+        aside.to_parquet(fh, index=False)
+    create_table_artifact(
+        key="incident-rows",
+        table=[
+            {"reason": reason, "rows": int(count)}
+            for reason, count in aside[REASON_COLUMN].value_counts().items()
+        ],
+        description=f"{len(aside)} rows served during data-quality incidents set aside -> {url}",
+    )
+    log.info("set aside %d rows served during %d data-quality incidents -> %s",
+             len(aside), len(found), url)  # fmt: skip
+    return kept

@@ -18,13 +18,16 @@ from prefect.events import emit_event
 from prefect.logging import get_run_logger
 
 from mlops.contract.spec import Contract
+from mlops.data.incidents import incidents, outside
 from mlops.data.sources import read_frame
 from mlops.monitoring.constraints import ConstraintReport
 from mlops.monitoring.drift import DriftReport
+from mlops.monitoring.loop_chart import save_loop_chart
 from mlops.monitoring.performance import join_labels, performance_by_version
 from mlops.monitoring.policy import RetrainDecision
-from mlops.monitoring.prediction_store import read_prediction_log, read_window_profiles
+from mlops.monitoring.prediction_store import read_overlapping_profiles, read_prediction_log
 from mlops.monitoring.profile import drift_report_html, profile_from_bytes
+from mlops.monitoring.timeline import profile_windows_text, render_loop_markdown
 from mlops.monitoring.window import assess_window
 from mlops.registry.locking import write_atomic
 from mlops.registry.store import ModelVersion, Registry
@@ -34,11 +37,21 @@ from mlops.settings import Settings
 @task(name="merge-window-profiles", cache_policy=NO_CACHE)
 def merge_window_profiles(
     settings: Settings, champion: ModelVersion, start: datetime, end: datetime
-) -> Any:
-    """Merge the serving profiles of the champion version over the window (None if no traffic)."""
-    return read_window_profiles(
-        settings.store("profiles"), champion.model, champion.version, start, end
+) -> tuple[Any, list[str]]:
+    """Merge the champion's serving profiles of every profile window overlapping the window.
+
+    Return the merged profile (None if no traffic) and the ISO starts of the windows merged.
+    """
+    view, starts = read_overlapping_profiles(
+        settings.store("profiles"),
+        champion.model,
+        champion.version,
+        start,
+        end,
+        settings.profile_window_s,
     )
+    get_run_logger().info(profile_windows_text(starts))
+    return view, [moment.isoformat() for moment in starts]
 
 
 @task(name="measure-drift", cache_policy=NO_CACHE)
@@ -79,6 +92,13 @@ def measure_performance(
     served = read_prediction_log(
         settings.store("predictions"), settings.model_name, start=since, end=end
     )
+    # rows served while a window failed its data checks came from a broken feed: their errors
+    # are the feed's, not the model's, and must not call for a retrain once the feed is fixed
+    found = incidents(read_history(settings, settings.model_name))
+    kept = outside(served, found)
+    if len(kept) < len(served):
+        log.info("left out %d rows served during data-quality incidents", len(served) - len(kept))
+    served = kept
     if served.empty:
         return []
     labels, _ = read_frame(labels_uri)
@@ -134,19 +154,43 @@ def _history_file(settings: Settings, model_name: str) -> tuple[Any, str]:
     return fsspec.core.url_to_fs(f"{settings.store('monitoring')}/{model_name}/history.jsonl")
 
 
+@task(name="write-loop-chart", cache_policy=NO_CACHE)
+def write_loop_chart(settings: Settings, model_name: str) -> str:
+    """Draw the monitoring history as loop.svg and loop.html in the reports store; link them.
+
+    Return the summary's "Loop so far" part: the last windows, the retrain outcomes, the link.
+    """
+    history = read_history(settings, model_name)
+    events = Registry(settings.registry).history(model_name)
+    link = save_loop_chart(settings.store("reports"), model_name, history, events)
+    create_link_artifact(
+        key="loop-chart",
+        link=link,
+        link_text="monitoring loop chart",
+        description=f"Live metric, drift, versions and decisions of {len(history)} windows",
+    )
+    return render_loop_markdown(history, link, events)
+
+
 @task(name="publish-decision", cache_policy=NO_CACHE)
 def publish_decision(
-    model_name: str, decision: RetrainDecision, payload: dict[str, Any], *, emit: bool
+    model_name: str,
+    decision: RetrainDecision,
+    payload: dict[str, Any],
+    *,
+    emit: bool,
+    loop: str = "",
 ) -> bool:
-    """Write the summary artifact and emit the retraining event when warranted."""
+    """Write the summary artifact; emit the retrain event or the data-quality incident, if any."""
     create_markdown_artifact(
         key="monitoring-summary",
-        markdown=f"## {decision.explanation}\n\n```json\n"
+        markdown=f"## {decision.explanation}\n\n"
+        f"{profile_windows_text(payload.get('profile_windows') or [])}\n\n{loop}\n```json\n"
         f"{json.dumps(payload, indent=2, default=str)}\n```\n",
         description=decision.explanation,
     )
     get_run_logger().info(decision.explanation)
-    if not (decision.retrain and emit and decision.event):
+    if not (emit and decision.event):  # a retrain event, or a data-quality incident
         return False
     emit_event(
         event=decision.event,

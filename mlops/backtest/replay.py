@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mlops.backtest.plan import Batch, Plan
@@ -28,6 +29,7 @@ from mlops.backtest.trainings import Training, TrainingCache
 from mlops.contract.spec import Contract
 from mlops.inference.model import LoadedModel, load_from_registry
 from mlops.inference.outputs import output_frame
+from mlops.monitoring.estimate import estimate_window
 from mlops.monitoring.performance import performance_by_version
 from mlops.monitoring.policy import RetrainPolicy, decide_retrain
 from mlops.monitoring.profile import profile_frame, profile_from_bytes
@@ -40,7 +42,12 @@ from mlops.release.candidate import (
     register_challenger,
 )
 from mlops.release.gate import GatePolicy
-from mlops.training.evaluate import HIGHER_IS_BETTER, PRIMARY_METRIC
+from mlops.training.evaluate import (
+    HIGHER_IS_BETTER,
+    PRIMARY_METRIC,
+    compute_metrics,
+    metric_delta,
+)
 
 Progress = Callable[[str, int, int], None]
 
@@ -59,6 +66,9 @@ class _PolicyRun:
     drift_shares: list[float] = field(default_factory=list)  # the champion's windows so far
     last_retrain: dt.datetime | None = None  # event time of the last registration
     rows_since_training: int = 0  # batch rows since the last registration
+    refused: int = 0  # challengers refused since the champion's promotion (the back-off)
+    previous: str | None = None  # the champion before the last promotion (retrain outcomes)
+    broken: set[int] = field(default_factory=set)  # batches that failed their data checks
     trained_on: dict[str, tuple[int, int]] = field(default_factory=dict)  # version -> rows
     compute_s: float = 0.0
     batches: list[dict[str, Any]] = field(default_factory=list)
@@ -173,6 +183,11 @@ class Backtest:
             **{m: live.get("live" if m == live.get("metric") else f"live_{m}")
                for m in report_metrics(self.contract.task)},
         }  # fmt: skip
+        if self.contract.task == "binary" and live:
+            entry["accuracy_at_0_5"] = _accuracy_at_half(rows, model, self.contract)
+        if run.previous is not None:  # the first batch after a promotion: was it worth it?
+            entry["outcome"] = self._outcome(run, rows, live)
+            run.previous = None
         retrain, trigger, sentence = self._decide(run, batch, rows, outputs, performance, entry)
         entry |= {"action": "retrain" if retrain else "keep", "trigger": trigger}
         entry |= {"retrained": False, "new_version": None, "promoted": False,
@@ -205,6 +220,10 @@ class Backtest:
             run.registry.read_reference_profile(self.model_name, run.champion)
         )
         drift, constraints = assess_window(reference, served, self.contract)
+        if not constraints.passed:  # kept out of the policy's later training windows
+            run.broken.add(batch.index)
+        champion = run.registry.get(self.model_name, run.champion)
+        estimate = estimate_window(reference, served, champion.manifest, self._rules.metric)
         now = self._event_time(batch)  # None without timestamps: then no cooldown either
         inputs = window_policy_inputs(
             now=now or dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
@@ -216,16 +235,22 @@ class Backtest:
             previous_drift_shares=run.drift_shares,
             last_retrain=run.last_retrain if now is not None else None,
             new_rows=run.rows_since_training,
+            constraints=constraints,
+            estimate=estimate,
+            refused_challengers=run.refused,
         )
         decision = decide_retrain(inputs, self._rules)
         run.drift_shares.append(drift.share_drifted)
         entry |= {"drift_share": round(drift.share_drifted, 4),
-                  "constraints_passed": constraints.passed}  # fmt: skip
+                  "constraints_passed": constraints.passed, "evidence": decision.evidence,
+                  "estimate": estimate.to_dict() if estimate else None}  # fmt: skip
+        if decision.reason == "data-quality":
+            entry["data_quality"] = list(inputs.failed_checks)
         return decision.retrain, decision.reason, decision.explanation
 
     def _retrain(self, run: _PolicyRun, batch: Batch, entry: dict[str, Any]) -> str:
         """Train on the rows seen so far, register, gate and maybe promote; describe the outcome."""
-        training = self.cache.train(self._window(batch.stop))
+        training = self.cache.train(self._window(batch.stop, run.broken))
         first, stop = self._window_bounds(batch.stop)
         entry |= {"retrained": True, "cached": training.reused}
         run.compute_s += training.seconds if training.reused else 0.0
@@ -244,7 +269,9 @@ class Backtest:
         )
         promoted = promote_challenger(run.registry, outcome, actor=actor)
         entry |= {"new_version": version.version, "promoted": promoted, "refused": not promoted}
+        run.refused = 0 if promoted else run.refused + 1
         if promoted:
+            run.previous = run.champion
             run.champion, run.drift_shares, run.loaded = version.version, [], None
         return f"{version.version} trained on rows {first}-{stop - 1}: {outcome.decision.verdict}"
 
@@ -255,9 +282,35 @@ class Backtest:
             )
         return run.loaded
 
-    def _window(self, stop: int) -> pd.DataFrame:
+    def _window(self, stop: int, broken: set[int]) -> pd.DataFrame:
+        """The newest rows before `stop`, without the `broken` batches (failed data checks)."""
         first, stop = self._window_bounds(stop)
-        return self.frame.iloc[first:stop].reset_index(drop=True)
+        keep = np.ones(stop - first, dtype=bool)
+        for batch in self.plan.batches:
+            if batch.index in broken:
+                keep[max(batch.first, first) - first : max(min(batch.stop, stop) - first, 0)] = (
+                    False
+                )
+        return self.frame.iloc[first:stop][keep].reset_index(drop=True)
+
+    def _outcome(self, run: _PolicyRun, rows: pd.DataFrame, live: dict[str, Any]) -> dict:
+        """Score the replaced champion on the same batch as the new one: did the retrain pay?"""
+        assert run.previous is not None
+        old = load_from_registry(
+            run.registry, self.model_name, run.previous, prefer_gpu=self.prefer_gpu
+        )
+        joined = pd.concat(
+            [rows[[self.contract.target.name]], output_frame(old.predict(rows), old.manifest)],
+            axis=1,
+        )
+        joined["model_version"] = old.version
+        found = performance_by_version(joined, self.contract, {old.version: old.manifest})
+        before, after = (found[0].get("live") if found else None), live.get("live")
+        delta = None
+        if before is not None and after is not None:
+            delta = metric_delta(self._rules.metric, after, before)
+        return {"previous": old.version, "previous_metric": before, "metric": after,
+                "gain": delta}  # fmt: skip
 
     def _window_bounds(self, stop: int) -> tuple[int, int]:
         size = self.train_window_rows
@@ -269,6 +322,13 @@ class Backtest:
             return None
         moment = dt.datetime.fromisoformat(batch.end)
         return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _accuracy_at_half(rows: pd.DataFrame, model: LoadedModel, contract: Contract) -> float:
+    """The accuracy the served probabilities would have had with a 0.5 cut (the baseline)."""
+    classes = list(model.manifest.get("classes") or [0, 1])
+    found = compute_metrics("binary", rows[contract.target.name], model.predict(rows), classes)
+    return found["accuracy"]
 
 
 def _actor(spec: PolicySpec) -> str:

@@ -11,7 +11,7 @@ from mlops.monitoring.policy import RetrainPolicy
 from mlops.training.evaluate import PRIMARY_METRIC
 
 THRESHOLDED = {
-    "binary": ("accuracy", "f1"),
+    "binary": ("accuracy", "balanced_accuracy", "f1"),
     "multiclass": ("accuracy",),
     "regression": ("rmse", "mae"),
 }
@@ -28,7 +28,7 @@ def policy_dict(policy: RetrainPolicy | None) -> dict[str, Any]:
     if policy is None:
         return {}
     fields = ("drift_share", "consecutive_windows", "max_metric_drop", "min_labelled_rows",
-              "min_new_rows", "metric")  # fmt: skip
+              "min_new_rows", "use_estimate", "metric")  # fmt: skip
     return {
         **{f: getattr(policy, f) for f in fields},
         "cooldown_hours": policy.cooldown / dt.timedelta(hours=1),
@@ -38,7 +38,11 @@ def policy_dict(policy: RetrainPolicy | None) -> dict[str, Any]:
 def summarize(
     spec: PolicySpec, batches: list[dict[str, Any]], compute_s: float, metrics: list[str]
 ) -> dict[str, Any]:
-    """One policy's figures: means (overall, second half, per metric), counts, compute, batches."""
+    """One policy's figures: means (overall, second half, per metric), counts, compute, batches.
+
+    `retrain_gain` is the mean gain of the promotions, each measured on the batch after it, where
+    the new champion and the one it replaced both predicted the same rows (positive: it paid).
+    """
     half = batches[len(batches) // 2 :]
     return {
         "description": spec.description,
@@ -49,6 +53,8 @@ def summarize(
         "promotions": sum(b["promoted"] for b in batches),
         "refused": sum(b["refused"] for b in batches),
         "failed": sum(b["failed"] for b in batches),
+        "data_quality_incidents": sum(bool(b.get("data_quality")) for b in batches),
+        "retrain_gain": _mean((b.get("outcome") or {}).get("gain") for b in batches),
         "compute_s": round(compute_s, 2),
         "batches": batches,
     }

@@ -1,12 +1,17 @@
 """Check a window's profile against the data contract, and against the reference profile.
 
 Works on whylogs profiles only (no rows): null counts, the exact min and max of each numeric column,
-frequent items for closed categorical sets, and quantiles for a unit/scale sanity check (a window
-whose median falls outside the reference's [p1, p99] likely arrived in another unit, such as cents).
+frequent items for closed categorical sets, and quantiles for a unit/scale sanity check: a window
+whose median falls outside the reference's [p1, p99] AND whose spread (p10 to p90) is ten times
+wider or narrower than the reference's likely arrived in another unit, such as cents. Both are
+needed: a unit change moves location and spread together by its factor (10, 100, 1000), while a
+population that really moves (growing demand, a new price level) keeps roughly its spread, and
+must not be mistaken for a broken feed that stops retraining.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,6 +25,8 @@ from mlops.monitoring.profile import (
 )
 
 SCALE_FRACTIONS = (0.01, 0.99)  # a window's median must lie between these reference quantiles
+SPREAD_FRACTIONS = (0.1, 0.9)  # the spread compared with the reference's
+SPREAD_FACTOR = 10.0  # a unit change is a power of ten; real populations rarely change spread 10x
 
 
 @dataclass(frozen=True)
@@ -154,12 +161,27 @@ def _allowed_rows(view: ProfileView, spec: ColumnSpec) -> list[ConstraintRow]:
 
 
 def _scale_rows(view: ProfileView, reference: ProfileView, spec: ColumnSpec) -> list[ConstraintRow]:
-    """Check that the window's median lies within the reference's [p1, p99] (unit changes)."""
+    """Check for a unit change: median outside the reference's [p1, p99] and spread 10x off."""
     window, ref = column_distribution(view, spec.name), column_distribution(reference, spec.name)
     if window is None or ref is None:
         return []
     low, high = ref.quantiles(SCALE_FRACTIONS)
     median = window.quantiles([0.5])[0]
-    expected = f"median within reference [p1, p99] = [{low:g}, {high:g}]"
-    passed = low <= median <= high
-    return [ConstraintRow(spec.name, "scale", expected, f"median {median:g}", passed)]
+    ratio = _spread_ratio(window.quantiles(SPREAD_FRACTIONS), ref.quantiles(SPREAD_FRACTIONS))
+    expected = (
+        f"median within reference [p1, p99] = [{low:g}, {high:g}], "
+        f"or p10-p90 spread within {SPREAD_FACTOR:g}x of the reference's"
+    )
+    shown = "n/a" if math.isnan(ratio) else f"{ratio:.3g}x"
+    observed = f"median {median:g}, spread {shown}"
+    off_scale = not math.isnan(ratio) and not (1 / SPREAD_FACTOR < ratio < SPREAD_FACTOR)
+    passed = low <= median <= high or not off_scale
+    return [ConstraintRow(spec.name, "scale", expected, observed, passed)]
+
+
+def _spread_ratio(window: list[float], reference: list[float]) -> float:
+    """Return the window's p10-p90 spread over the reference's (inf or nan when it is 0)."""
+    spread, ref_spread = window[1] - window[0], reference[1] - reference[0]
+    if ref_spread > 0:
+        return spread / ref_spread
+    return math.inf if spread > 0 else math.nan

@@ -1,7 +1,18 @@
-"""Decide whether to retrain the model from drift and live performance, and say why in one sentence.
+"""Decide whether to retrain the model, on the best evidence the window has, and say why.
 
-Pure: the caller passes the current window's drift figures, the drift shares of the windows before
-it, the live metric and the training history, and stores what it needs for the next call.
+The evidence, best first: live performance on labelled rows; when labels are missing or too few,
+the performance the model's own probabilities let us estimate (binary models); only when neither
+exists, feature drift. Drift alone is not evidence of harm: on real data most features drift a
+little in most windows while the model keeps its quality, so with labels (or an estimate) at hand
+drift only explains. A window that fails its data checks never triggers a retrain (the model
+would learn the broken feed): it raises a data-quality incident instead. After a challenger was
+refused, the policy backs off: each refusal since the champion's promotion adds one more cooldown
+and one more `min_new_rows` to wait for (up to 8 of each), so the same evidence does not buy the
+same training again. The back-off is linear, not exponential: a challenger refused right after a
+change of concept usually lacked rows of the new concept, and those arrive linearly with time.
+
+Pure: the caller passes the current window's figures, the drift shares of the windows before it,
+the live or estimated metric and the training history, and stores what it needs for the next call.
 """
 
 from __future__ import annotations
@@ -16,12 +27,21 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from mlops.training.evaluate import HIGHER_IS_BETTER, metric_delta
 
-Reason = Literal["drift", "performance"]
+Reason = Literal["performance", "estimated-performance", "drift", "data-quality"]
+Evidence = Literal["labels", "estimate", "drift", "data-quality"]
 EVENTS: dict[str, str] = {
     "drift": "mlops.model.drift-detected",
     "performance": "mlops.model.performance-degraded",
+    "estimated-performance": "mlops.model.performance-degraded",
+}  # the retrain events (the retrain trigger expects these)
+EVIDENCE_REASON: dict[Evidence, Reason] = {
+    "labels": "performance",
+    "estimate": "estimated-performance",
+    "drift": "drift",
+    "data-quality": "data-quality",
 }
-
+DATA_QUALITY_EVENT = "mlops.model.data-quality-failed"  # an incident to fix, never a retrain
+MAX_BACKOFF = 8  # at most 8x the cooldown and the new rows, after 7 refused challengers
 
 DEFAULT_COOLDOWN = dt.timedelta(hours=24)
 
@@ -56,6 +76,11 @@ class RetrainThresholds:
         1000,
         description="New rows needed since the last training.",
         json_schema_extra={"minimum": 0},
+    )
+    use_estimate: bool = Field(
+        True,
+        description="Without enough labels, judge binary models by the performance their "
+        "probabilities predict before falling back on drift.",
     )
 
     def __post_init__(self) -> None:
@@ -93,7 +118,11 @@ class PolicyInputs:
 
     `previous_drift_shares` are the shares of drifting features of the windows before the current
     one, oldest first. `metric_value` is the live metric on `labelled_rows` labelled served rows,
-    `champion_metric` the champion's holdout figure. `new_rows` counts rows since the last training.
+    `champion_metric` the champion's holdout figure. `estimated_metric` is the metric the model's
+    probabilities let us expect on the window, `estimated_reference` the same estimate on its
+    training rows. `failed_checks` names the data checks the window failed. `new_rows` counts rows
+    since the last training; `refused_challengers` the challengers refused since the champion's
+    promotion.
     """
 
     now: dt.datetime
@@ -105,6 +134,10 @@ class PolicyInputs:
     labelled_rows: int = 0
     champion_metric: float | None = None
     last_retrain: dt.datetime | None = None
+    estimated_metric: float | None = None
+    estimated_reference: float | None = None
+    failed_checks: tuple[str, ...] = ()
+    refused_challengers: int = 0
 
     @property
     def drift_share(self) -> float:
@@ -113,7 +146,11 @@ class PolicyInputs:
 
 @dataclass(frozen=True)
 class RetrainDecision:
-    """The verdict: retrain or not, which trigger, which event to emit, and one sentence why."""
+    """The verdict: retrain or not, on what evidence, which event to emit, and one sentence why.
+
+    `triggers` lists every clause that fired (drift may fire without deciding); `reason` is the
+    one that decided, `event` what to emit: a retrain event, or the data-quality incident.
+    """
 
     retrain: bool
     reason: Reason | None
@@ -121,6 +158,7 @@ class RetrainDecision:
     explanation: str
     drift_share: float
     triggers: tuple[Reason, ...] = ()
+    evidence: Evidence = "drift"
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -128,32 +166,69 @@ class RetrainDecision:
 
 
 def decide_retrain(inputs: PolicyInputs, policy: RetrainPolicy) -> RetrainDecision:
-    """Decide whether to retrain; performance outranks drift when both fire."""
+    """Decide whether to retrain, on labels first, then estimated performance, then drift."""
+    if inputs.failed_checks:
+        return _data_quality(inputs)
     drift_fired, drift_text = _drift_clause(inputs, policy)
-    perf_fired, perf_text = _performance_clause(inputs, policy)
-    fired_clauses: list[tuple[Reason, str]] = []
-    if perf_fired:
-        fired_clauses.append(("performance", perf_text))
-    if drift_fired:
-        fired_clauses.append(("drift", drift_text))
-    triggers = tuple(reason for reason, _ in fired_clauses)
-    fired = " and ".join(text for _, text in fired_clauses)
-    blocker = _blocker(inputs, policy)
-    if not triggers:
-        explanation = f"retrain: no, because {drift_text} and {perf_text}"
-    elif blocker:
-        explanation = f"retrain: no: {fired}, but {blocker}"
+    evidence, fired, text = _evidence(inputs, policy, drift_fired, drift_text)
+    reason = EVIDENCE_REASON[evidence]
+    triggers: list[Reason] = [reason] if fired else []
+    if drift_fired and evidence != "drift":
+        triggers.append("drift")
+    if evidence == "drift":
+        because = text
     else:
-        explanation = f"retrain: yes, because {fired}"
-    reason = triggers[0] if triggers and not blocker else None
+        harmless = ", which alone is not evidence of harm" if drift_fired and not fired else ""
+        because = f"{text}; drift: {drift_text}{harmless}"
+    blocker = _blocker(inputs, policy) if fired else ""
+    if not fired:
+        explanation = f"retrain: no, because {because}"
+    elif blocker:
+        explanation = f"retrain: no: {because}, but {blocker}"
+    else:
+        explanation = f"retrain: yes, because {because}"
+    decided = reason if fired and not blocker else None
     return RetrainDecision(
-        retrain=reason is not None,
-        reason=reason,
-        event=EVENTS[reason] if reason else None,
+        retrain=decided is not None,
+        reason=decided,
+        event=EVENTS[decided] if decided else None,
         explanation=explanation,
         drift_share=inputs.drift_share,
-        triggers=triggers,
+        triggers=tuple(triggers),
+        evidence=evidence,
     )
+
+
+def _data_quality(inputs: PolicyInputs) -> RetrainDecision:
+    """A window that failed its data checks: an incident to fix, never a reason to retrain."""
+    checks = "; ".join(inputs.failed_checks[:5])
+    more = f" and {len(inputs.failed_checks) - 5} more" if len(inputs.failed_checks) > 5 else ""
+    return RetrainDecision(
+        retrain=False,
+        reason="data-quality",
+        event=DATA_QUALITY_EVENT,
+        explanation=(
+            f"retrain: no: the window failed {len(inputs.failed_checks)} data checks "
+            f"({checks}{more}); a model retrained on a broken feed would learn the breakage, "
+            "so fix the feed first"
+        ),
+        drift_share=inputs.drift_share,
+        triggers=("data-quality",),
+        evidence="data-quality",
+    )
+
+
+def _evidence(
+    inputs: PolicyInputs, policy: RetrainPolicy, drift_fired: bool, drift_text: str
+) -> tuple[Evidence, bool, str]:
+    """Return the best evidence the window has, whether it calls for a retrain, and its words."""
+    judged, perf_fired, perf_text = _performance_clause(inputs, policy)
+    if judged:
+        return "labels", perf_fired, perf_text
+    estimated = _estimate_clause(inputs, policy) if policy.use_estimate else None
+    if estimated is not None:
+        return "estimate", estimated[0], f"{perf_text}, and {estimated[1]}"
+    return "drift", drift_fired, f"{drift_text} and {perf_text}"
 
 
 def _drift_clause(inputs: PolicyInputs, policy: RetrainPolicy) -> tuple[bool, str]:
@@ -177,47 +252,84 @@ def _drift_clause(inputs: PolicyInputs, policy: RetrainPolicy) -> tuple[bool, st
     return True, f"{counted} in {needed} consecutive windows"
 
 
-def _performance_clause(inputs: PolicyInputs, policy: RetrainPolicy) -> tuple[bool, str]:
-    """Tell whether the live metric fell too far below the champion's, and describe it."""
+def _performance_clause(inputs: PolicyInputs, policy: RetrainPolicy) -> tuple[bool, bool, str]:
+    """Tell whether labels judge the window, whether the live metric fell too far, and words."""
     metric, live, champion = policy.metric, inputs.metric_value, inputs.champion_metric
     if live is None or inputs.labelled_rows == 0:
-        return False, f"no labelled rows yet to measure {metric}"
+        return False, False, f"no labelled rows yet to measure {metric}"
     if not math.isfinite(live):
-        return False, f"{metric} is undefined on the {inputs.labelled_rows} labelled rows"
+        return False, False, f"{metric} is undefined on the {inputs.labelled_rows} labelled rows"
     if inputs.labelled_rows < policy.min_labelled_rows:
-        return False, (
-            f"{metric} is not judged on only {inputs.labelled_rows} labelled rows "
-            f"(< {policy.min_labelled_rows})"
+        return (
+            False,
+            False,
+            (
+                f"{metric} is not judged on only {inputs.labelled_rows} labelled rows "
+                f"(< {policy.min_labelled_rows})"
+            ),
         )
     if champion is None:
-        return False, f"{metric} {_num(live)} has no champion holdout figure to compare with"
+        return False, False, f"{metric} {_num(live)} has no champion holdout figure to compare with"
     drop = -metric_delta(metric, live, champion)
     direction = "below" if HIGHER_IS_BETTER[metric] else "above"
     if drop > policy.max_metric_drop:
-        return True, (
-            f"{metric} {_num(live)} on {inputs.labelled_rows} labelled rows is {_num(drop)} "
-            f"{direction} the champion's {_num(champion)} "
-            f"(more than {_num(policy.max_metric_drop)})"
+        return (
+            True,
+            True,
+            (
+                f"{metric} {_num(live)} on {inputs.labelled_rows} labelled rows is {_num(drop)} "
+                f"{direction} the champion's {_num(champion)} "
+                f"(more than {_num(policy.max_metric_drop)})"
+            ),
         )
-    return False, (
-        f"{metric} {_num(live)} is within {_num(policy.max_metric_drop)} "
-        f"of the champion's {_num(champion)}"
+    return (
+        True,
+        False,
+        (
+            f"{metric} {_num(live)} is within {_num(policy.max_metric_drop)} "
+            f"of the champion's {_num(champion)}"
+        ),
     )
 
 
+def _estimate_clause(inputs: PolicyInputs, policy: RetrainPolicy) -> tuple[bool, str] | None:
+    """Judge the estimated metric against its estimate on the training rows; None without one."""
+    metric, window, reference = policy.metric, inputs.estimated_metric, inputs.estimated_reference
+    if window is None or reference is None or not math.isfinite(window + reference):
+        return None
+    drop = -metric_delta(metric, window, reference)
+    said = (
+        f"the {metric} its probabilities predict is {_num(window)} "
+        f"vs {_num(reference)} on its training rows"
+    )
+    if drop > policy.max_metric_drop:
+        return True, f"{said} (down {_num(drop)}, more than {_num(policy.max_metric_drop)})"
+    return False, f"{said} (within {_num(policy.max_metric_drop)})"
+
+
 def _blocker(inputs: PolicyInputs, policy: RetrainPolicy) -> str:
-    """Say what holds a retrain back (cooldown, too little new data), or return an empty string."""
+    """Say what holds a retrain back (cooldown, too little new data), or return an empty string.
+
+    Each challenger refused since the champion's promotion adds one more of each (at most 8x).
+    """
+    factor = min(1 + inputs.refused_challengers, MAX_BACKOFF)
+    backoff = ""
+    if factor > 1:
+        refused = inputs.refused_challengers
+        backoff = f", x{factor} after {refused} refused challenger{'s' if refused > 1 else ''}"
+    cooldown = policy.cooldown * factor
     if inputs.last_retrain is not None:
         # A window that ends before the last registration (replayed or late traffic) counts as
         # "just retrained", not as a negative age that no cooldown could clear.
         since = max(inputs.now - inputs.last_retrain, dt.timedelta(0))
-        if policy.cooldown > dt.timedelta(0) and since < policy.cooldown:
+        if cooldown > dt.timedelta(0) and since < cooldown:
             return (
                 f"the last retrain was {_duration(since)} ago, "
-                f"within the {_duration(policy.cooldown)} cooldown"
+                f"within the {_duration(cooldown)} cooldown{backoff}"
             )
-    if inputs.new_rows < policy.min_new_rows:
-        return f"only {inputs.new_rows} new rows since the last training (< {policy.min_new_rows})"
+    needed = policy.min_new_rows * factor
+    if inputs.new_rows < needed:
+        return f"only {inputs.new_rows} new rows since the last training (< {needed}{backoff})"
     return ""
 
 

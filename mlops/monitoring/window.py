@@ -14,6 +14,7 @@ from typing import Any
 from mlops.contract.spec import Contract
 from mlops.monitoring.constraints import ConstraintReport, check_constraints
 from mlops.monitoring.drift import DriftReport, feature_drift
+from mlops.monitoring.estimate import Estimate
 from mlops.monitoring.policy import PolicyInputs
 from mlops.monitoring.profile import ProfileView, profile_summary
 
@@ -43,12 +44,17 @@ def window_policy_inputs(
     previous_drift_shares: Sequence[float],
     last_retrain: dt.datetime | None,
     new_rows: int | None = None,
+    constraints: ConstraintReport | None = None,
+    estimate: Estimate | None = None,
+    refused_challengers: int = 0,
 ) -> PolicyInputs:
     """Gather what the retrain policy needs about the champion's window.
 
     `performance` holds `performance_by_version` rows; only the champion's counts.
     `previous_drift_shares` are the champion's earlier windows, oldest first. `new_rows` counts the
     rows since the last training, which may span many windows (default: this window's rows).
+    `constraints` (failed checks stop retraining), `estimate` (the metric the champion's
+    probabilities predict) and `refused_challengers` (since its promotion) are optional.
     """
     live = next((p for p in performance if p["version"] == champion), None)
     return PolicyInputs(
@@ -61,4 +67,15 @@ def window_policy_inputs(
         labelled_rows=live["labelled_rows"] if live else 0,
         champion_metric=live["holdout"] if live else None,
         last_retrain=last_retrain,
+        estimated_metric=estimate.window if estimate and estimate.metric == metric else None,
+        estimated_reference=estimate.reference if estimate and estimate.metric == metric else None,
+        failed_checks=failed_checks(constraints),
+        refused_challengers=refused_challengers,
     )
+
+
+def failed_checks(constraints: ConstraintReport | None) -> tuple[str, ...]:
+    """Name each failed data check in a few words: column, check, what the window showed."""
+    if constraints is None:
+        return ()
+    return tuple(f"{row.column} {row.constraint}: {row.observed}" for row in constraints.failures)

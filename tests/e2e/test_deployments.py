@@ -174,7 +174,9 @@ def test_monitor_model_drift_event_runs_train_model_through_the_deployment_trigg
     # profiles are kept per 5-minute window: the window must hold the one `served_at` falls in
     window = {"start": (served_at - dt.timedelta(minutes=10)).isoformat(),
               "end": (served_at + dt.timedelta(minutes=2)).isoformat()}  # fmt: skip
-    thresholds = {"consecutive_windows": 1, "cooldown_hours": 0, "min_new_rows": 100}
+    # no labels, and the estimate switched off: drift is the evidence left
+    thresholds = {"consecutive_windows": 1, "cooldown_hours": 0, "min_new_rows": 100,
+                  "use_estimate": False}  # fmt: skip
     monitor = result_of(
         run_deployment("monitor-model/monitor-model", {"window": window, "thresholds": thresholds}),
         prefect_api,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -67,13 +68,19 @@ def _serve_day(home: Path, day: int, at: datetime) -> None:
     assert logger.flush().ok
 
 
-def _monitor(home: Path, monkeypatch: pytest.MonkeyPatch, hour: int) -> dict:
+def _monitor(
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    hour: int,
+    *,
+    labels: bool = True,
+    thresholds: MonitorThresholds = RELAXED,
+) -> dict:
     monkeypatch.setenv("MLOPS_HOME", str(home / "mlops"))
     monkeypatch.setenv("MLOPS_REGISTRY_URL", str(home / "registry"))
     window = MonitorWindow(start=T0 + timedelta(hours=hour), end=T0 + timedelta(hours=hour + 1))
-    return monitor_model_flow(
-        window=window, thresholds=RELAXED, labels_uri=str(home / "sim" / "labels")
-    )
+    labels_uri = str(home / "sim" / "labels") if labels else None
+    return monitor_model_flow(window=window, thresholds=thresholds, labels_uri=labels_uri)
 
 
 def _events(name: str, timeout_s: float = 20.0) -> list:
@@ -93,24 +100,41 @@ def _events(name: str, timeout_s: float = 20.0) -> list:
     return asyncio.run(read())
 
 
-def test_monitoring_stays_quiet_on_stable_days_then_flags_the_covariate_shift(
+def test_monitoring_reports_the_covariate_shift_and_retrains_on_it_only_without_labels(
     prefect_server: None, champion_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for hour, day in enumerate((12, 13, 14, 15)):
         _serve_day(champion_home, day, T0 + timedelta(hours=hour, minutes=10))
     results = [_monitor(champion_home, monkeypatch, hour) for hour in range(4)]
+    # each window took the one profile window served in it; the loop chart shows all four
+    assert results[0]["profile_windows"] == [(T0 + timedelta(minutes=10)).isoformat()]
+    page = (champion_home / "mlops" / "reports" / MODEL / "loop.html").read_text()
+    assert page.count("<tr>") == 1 + 4 and html.escape(results[3]["explanation"]) in page
+    assert (champion_home / "mlops" / "reports" / MODEL / "loop.svg").exists()
 
-    assert [r["retrain"] for r in results] == [False, False, False, True], [
+    # the shift drifts the spending columns, but the labels show no loss: drift only explains
+    assert [r["retrain"] for r in results] == [False, False, False, False], [
         r["explanation"] for r in results
     ]
-    assert results[3]["reason"] == "drift"
-    assert "amount" in results[3]["drifted_features"]
-    assert results[3]["event_emitted"]
+    shifted = results[3]
+    assert shifted["evidence"] == "labels" and "drift" in shifted["triggers"]
+    assert "amount" in shifted["drifted_features"]
+    assert shifted["explanation"].endswith("which alone is not evidence of harm")
+    assert not shifted["event_emitted"]
     assert (
-        Path(results[3]["drift_report"].removeprefix("file://"))
+        Path(shifted["drift_report"].removeprefix("file://"))
         .read_text()
         .startswith("<!DOCTYPE html>")
     )
+    # without labels (and without the estimate) drift is the evidence left: it retrains
+    blind = _monitor(
+        champion_home, monkeypatch, 3, labels=False,
+        thresholds=MonitorThresholds(
+            cooldown_hours=0, min_new_rows=100, min_labelled_rows=300, use_estimate=False
+        ),
+    )  # fmt: skip
+    assert blind["retrain"] and blind["reason"] == "drift", blind["explanation"]
+    assert blind["event_emitted"]
     events = _events("mlops.model.drift-detected")
     assert any(e.resource.id == f"mlops.model.{MODEL}" for e in events)
 

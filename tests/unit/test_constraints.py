@@ -132,6 +132,22 @@ def test_a_unit_change_fails_the_scale_check_only_with_a_reference(contract, ref
     assert report.failures[0].observed.startswith("median ")
 
 
+def test_a_population_that_really_moves_is_not_a_unit_change(contract, reference):
+    """Sustained growth moves the median past the reference's p99 but keeps the spread."""
+    grown = make_frame(1000, seed=8)
+    low, high = np.quantile(make_frame(20_000, seed=1)["distance"].dropna(), [0.1, 0.9])
+    grown["distance"] = grown["distance"] + 12 * (high - low)  # median far above p99, same spread
+
+    report = check_constraints(profile_frame(grown), contract, reference=reference)
+
+    scale = [r for r in report.rows if (r.column, r.constraint) == ("distance", "scale")]
+    assert scale and scale[0].passed, scale
+    shrunk = make_frame(1000, seed=9)
+    shrunk["distance"] = shrunk["distance"] / 1000  # metres -> kilometres: 1000x narrower
+    failed = check_constraints(profile_frame(shrunk), contract, reference=reference)
+    assert ("distance", "scale") in _failed(failed)
+
+
 def test_missing_columns_fail_and_the_target_is_checked_when_profiled(contract, reference):
     frame = make_frame(500, seed=8).drop(columns=["age"]).assign(label=2)
 

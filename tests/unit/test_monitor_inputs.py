@@ -48,7 +48,7 @@ def test_new_rows_are_the_rows_served_since_the_last_registration(tmp_path: Path
         assert logger.flush().ok
     end = start + timedelta(hours=2)
     window = read_window_profiles(
-        settings.store("profiles"), MODEL, model.version, end - timedelta(hours=1), end
+        settings.store("profiles"), MODEL, model.version, end - timedelta(hours=1), end, 300
     )
     settings = settings.model_copy(update={"model_name": MODEL})
     assert window is not None

@@ -1,4 +1,4 @@
-"""Tests of the retrain policy: drift and performance triggers, what holds them back, wording."""
+"""Tests of the retrain policy: evidence first (labels, estimate, drift), what holds it back."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from mlops.monitoring.policy import PolicyInputs, RetrainPolicy, decide_retrain
+from mlops.monitoring.policy import EVENTS, PolicyInputs, RetrainPolicy, decide_retrain
 
 NOW = dt.datetime(2026, 1, 16, 12, 0)
 POLICY = RetrainPolicy(drift_share=0.3, consecutive_windows=2)
@@ -29,36 +29,43 @@ def inputs(**overrides) -> PolicyInputs:
     return PolicyInputs(**{**values, **overrides})
 
 
+def unlabelled(**overrides) -> PolicyInputs:
+    """The same window with no labels (and no estimate): drift is the only evidence left."""
+    return inputs(**{"metric_value": None, "labelled_rows": 0, **overrides})
+
+
 def test_quiet_windows_do_not_retrain_and_say_why():
     decision = decide_retrain(inputs(), POLICY)
 
     assert (decision.retrain, decision.reason, decision.event) == (False, None, None)
+    assert decision.evidence == "labels"
     assert decision.explanation == (
-        "retrain: no, because only 1 of 12 features drifted (8% < 30%) "
-        "and roc_auc 0.91 is within 0.05 of the champion's 0.92"
+        "retrain: no, because roc_auc 0.91 is within 0.05 of the champion's 0.92; "
+        "drift: only 1 of 12 features drifted (8% < 30%)"
     )
 
 
-def test_drift_in_consecutive_windows_retrains():
-    decision = decide_retrain(inputs(n_drifted=5, previous_drift_shares=(0.0, 0.4)), POLICY)
+def test_drift_in_consecutive_windows_retrains_when_nothing_better_is_known():
+    decision = decide_retrain(unlabelled(n_drifted=5, previous_drift_shares=(0.0, 0.4)), POLICY)
 
     assert (decision.retrain, decision.reason) == (True, "drift")
-    assert decision.event == "mlops.model.drift-detected"
+    assert (decision.event, decision.evidence) == ("mlops.model.drift-detected", "drift")
     assert decision.explanation == (
-        "retrain: yes, because 5 of 12 features drifted (42% >= 30%) in 2 consecutive windows"
+        "retrain: yes, because 5 of 12 features drifted (42% >= 30%) in 2 consecutive windows "
+        "and no labelled rows yet to measure roc_auc"
     )
     assert decision.drift_share == pytest.approx(5 / 12)
 
 
 def test_drift_in_a_single_window_waits_for_the_next():
-    decision = decide_retrain(inputs(n_drifted=5, previous_drift_shares=(0.4, 0.1)), POLICY)
+    decision = decide_retrain(unlabelled(n_drifted=5, previous_drift_shares=(0.4, 0.1)), POLICY)
 
     assert not decision.retrain
     assert "in only 1 of the 2 consecutive windows required" in decision.explanation
 
 
 def test_drift_with_no_history_yet_waits():
-    decision = decide_retrain(inputs(n_drifted=6, previous_drift_shares=()), POLICY)
+    decision = decide_retrain(unlabelled(n_drifted=6, previous_drift_shares=()), POLICY)
 
     assert not decision.retrain
 
@@ -66,17 +73,17 @@ def test_drift_with_no_history_yet_waits():
 def test_one_window_suffices_when_the_policy_says_so():
     policy = RetrainPolicy(drift_share=0.3, consecutive_windows=1)
 
-    decision = decide_retrain(inputs(n_drifted=4, previous_drift_shares=()), policy)
+    decision = decide_retrain(unlabelled(n_drifted=4, previous_drift_shares=()), policy)
 
     assert decision.retrain
-    assert decision.explanation.endswith("features drifted (33% >= 30%) in the current window")
+    assert "features drifted (33% >= 30%) in the current window" in decision.explanation
 
 
 def test_three_consecutive_windows_need_two_earlier_drifting_ones():
     policy = RetrainPolicy(drift_share=0.3, consecutive_windows=3)
 
-    assert decide_retrain(inputs(n_drifted=4, previous_drift_shares=(0.5, 0.5)), policy).retrain
-    assert not decide_retrain(inputs(n_drifted=4, previous_drift_shares=(0.5,)), policy).retrain
+    assert decide_retrain(unlabelled(n_drifted=4, previous_drift_shares=(0.5, 0.5)), policy).retrain
+    assert not decide_retrain(unlabelled(n_drifted=4, previous_drift_shares=(0.5,)), policy).retrain
 
 
 def test_performance_drop_retrains_with_its_own_event():
@@ -86,7 +93,7 @@ def test_performance_drop_retrains_with_its_own_event():
     assert decision.event == "mlops.model.performance-degraded"
     assert decision.explanation == (
         "retrain: yes, because roc_auc 0.84 on 2000 labelled rows is 0.08 below "
-        "the champion's 0.92 (more than 0.05)"
+        "the champion's 0.92 (more than 0.05); drift: only 1 of 12 features drifted (8% < 30%)"
     )
 
 
@@ -97,7 +104,7 @@ def test_performance_outranks_drift_when_both_fire():
 
     assert decision.reason == "performance"
     assert decision.triggers == ("performance", "drift")
-    assert " and 6 of 12 features drifted" in decision.explanation
+    assert "; drift: 6 of 12 features drifted" in decision.explanation
 
 
 def test_performance_needs_enough_labelled_rows():
@@ -196,3 +203,61 @@ def test_a_window_ending_before_the_last_retrain_is_not_held_by_a_zero_cooldown(
     assert decide_retrain(inputs, RetrainPolicy(cooldown=dt.timedelta(0))).retrain
     held = decide_retrain(inputs, RetrainPolicy(cooldown=dt.timedelta(hours=1)))
     assert not held.retrain and "cooldown" in held.explanation
+
+
+def test_drift_alone_does_not_retrain_while_labels_show_no_loss():
+    decision = decide_retrain(inputs(n_drifted=8, previous_drift_shares=(0.7, 0.7)), POLICY)
+
+    assert (decision.retrain, decision.event, decision.evidence) == (False, None, "labels")
+    assert decision.triggers == ("drift",)
+    assert decision.explanation.endswith("which alone is not evidence of harm")
+
+
+def test_too_few_labels_fall_back_to_the_estimate_before_drift():
+    drifting = {"n_drifted": 8, "previous_drift_shares": (0.7,), "labelled_rows": 100}
+    holding = decide_retrain(
+        inputs(**drifting, estimated_metric=0.90, estimated_reference=0.92), POLICY
+    )
+    falling = decide_retrain(
+        inputs(**drifting, estimated_metric=0.80, estimated_reference=0.92), POLICY
+    )
+
+    assert (holding.retrain, holding.evidence) == (False, "estimate")
+    assert "the roc_auc its probabilities predict is 0.9 vs 0.92" in holding.explanation
+    assert (falling.retrain, falling.reason, falling.evidence) == (
+        True, "estimated-performance", "estimate",
+    )  # fmt: skip
+    assert falling.event == "mlops.model.performance-degraded"
+    assert "(down 0.12, more than 0.05)" in falling.explanation
+
+
+def test_a_window_that_fails_data_checks_raises_an_incident_and_never_retrains():
+    decision = decide_retrain(
+        inputs(metric_value=0.6, failed_checks=("amount scale: median 4520, spread 100x",)),
+        POLICY,
+    )
+
+    assert (decision.retrain, decision.reason) == (False, "data-quality")
+    assert decision.event == "mlops.model.data-quality-failed"
+    assert decision.event not in EVENTS.values()  # the retrain trigger does not fire on it
+    assert "amount scale: median 4520" in decision.explanation
+
+
+def test_each_refused_challenger_adds_a_cooldown_and_the_new_rows_needed():
+    dropped = {"metric_value": 0.8, "new_rows": 2500}
+
+    assert decide_retrain(inputs(**dropped, refused_challengers=1), POLICY).retrain
+    held = decide_retrain(inputs(**dropped, refused_challengers=2), POLICY)
+    assert not held.retrain
+    assert held.explanation.endswith(
+        "but only 2500 new rows since the last training (< 3000, x3 after 2 refused challengers)"
+    )
+    late = inputs(**dropped, refused_challengers=1, last_retrain=NOW - dt.timedelta(hours=30))
+    assert "within the 2 d cooldown, x2 after 1 refused challenger" in (
+        decide_retrain(late, POLICY).explanation
+    )
+    capped = inputs(
+        metric_value=0.8, new_rows=8000, refused_challengers=20,
+        last_retrain=NOW - dt.timedelta(days=9),
+    )  # fmt: skip
+    assert decide_retrain(capped, POLICY).retrain  # at most 8x
