@@ -1,4 +1,4 @@
-"""Small labelled histories with known drift, for replaying in batches under retraining policies.
+"""Small labelled histories with known drift (or none), for replays under retraining policies.
 
 Each history is `initial_rows` rows to train the first model on, then `batches` batches of
 `batch_rows` rows, time-ordered, with an id, a timestamp and the target last. Deterministic by seed.
@@ -26,6 +26,10 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 CHANNELS = ("web", "app", "branch")
 CHANNEL_EFFECT = (0.4, 0.0, -0.4)
 GROWTH_PER_BATCH = 1.03
+STABLE_WEIGHTS = (1.0, 1.0, -0.5, 0.0)  # x4 carries no signal
+FEED_UNIT_FACTOR = 100.0  # the broken feed sends x1 in other units
+FEED_FAULT_SHARE = 0.2  # and, on this share of rows each, x2 as null and an unseen segment
+UNSEEN_SEGMENT = "wholesale"
 
 
 @dataclass(frozen=True, eq=False)
@@ -168,6 +172,57 @@ def low_volume_binary(
     return _history("low-volume-binary", description, _daily(n, batch_rows), data, columns, sizes)
 
 
+def stable_binary(
+    *, batches: int = 24, batch_rows: int = 1000, initial_rows: int = 6000, seed: int = 0
+) -> History:
+    """Balanced binary labels of one fixed concept on features that never move: no drift."""
+    data = _stable_data(np.random.default_rng(seed), initial_rows + batches * batch_rows)
+    description = (
+        "Balanced binary labels of one concept (x1 + x2 - 0.5 x3 + segment) on i.i.d. features: "
+        "the same distribution and the same concept in the initial rows and in every batch."
+    )
+    n, sizes = len(data["label"]), (batch_rows, initial_rows)
+    return _history(
+        "stable-binary", description, _daily(n, batch_rows), data, _stable_columns(), sizes
+    )
+
+
+def broken_feed_batches(batches: int) -> list[int]:
+    """Return the batches of `broken_feed_binary` that arrive broken: 3 from the middle on."""
+    return list(range(batches // 2, min(batches // 2 + 3, batches)))
+
+
+def broken_feed_binary(
+    *, batches: int = 24, batch_rows: int = 1000, initial_rows: int = 6000, seed: int = 0
+) -> History:
+    """`stable_binary`'s world, but a few consecutive batches arrive from a broken feed.
+
+    In the batches of `broken_feed_batches`: x1 is in other units (x100), x2 is null on 20% of
+    the rows and segment holds an unseen value on 20% of them. Labels come from the true
+    values: the world does not change, only what the feed reports of it.
+    """
+    rng = np.random.default_rng(seed)
+    n = initial_rows + batches * batch_rows
+    data = _stable_data(rng, n)  # the same draws as stable_binary's: rows equal outside the break
+    broken = np.zeros(n, dtype=bool)
+    for b in broken_feed_batches(batches):
+        broken[initial_rows + b * batch_rows : initial_rows + (b + 1) * batch_rows] = True
+    data["x1"] = np.where(broken, data["x1"] * FEED_UNIT_FACTOR, data["x1"])
+    data["x2"] = np.where(broken & (rng.random(n) < FEED_FAULT_SHARE), np.nan, data["x2"])
+    unseen = broken & (rng.random(n) < FEED_FAULT_SHARE)
+    data["segment"] = np.where(unseen, UNSEEN_SEGMENT, data["segment"]).astype(object)
+    description = (
+        "stable-binary's world; batches "
+        + ", ".join(str(b) for b in broken_feed_batches(batches))
+        + " come from a broken feed: x1 x100 (other units), x2 null on 20% of rows, "
+        f"segment {UNSEEN_SEGMENT!r} (unseen) on 20% of rows. Labels follow the true values."
+    )
+    sizes = (batch_rows, initial_rows)
+    return _history(
+        "broken-feed-binary", description, _daily(n, batch_rows), data, _stable_columns(), sizes
+    )
+
+
 def write_history(
     history: History,
     folder: str | Path,
@@ -231,6 +286,26 @@ def _history(
     batch_rows, initial_rows = sizes
     contract = parse_contract(doc, source=name)
     return History(name, contract, doc, frame, batch_rows, initial_rows, description)
+
+
+def _stable_data(rng: np.random.Generator, n: int) -> dict[str, Any]:
+    """Draw `n` i.i.d. rows of the stable world: four normal features, a segment, the label."""
+    x = rng.normal(0.0, 1.0, (n, 4))
+    seg = rng.integers(0, len(SEGMENTS), n)
+    latent = x @ np.asarray(STABLE_WEIGHTS) + np.asarray(SEGMENT_EFFECT)[seg]
+    latent += rng.normal(0.0, 0.7, n)
+    data: dict[str, Any] = {f"x{i + 1}": x[:, i] for i in range(4)}
+    data["segment"] = np.asarray(SEGMENTS, dtype=object)[seg]
+    data["label"] = (latent > 0).astype(np.int64)  # symmetric latent: about 50% positives
+    return data
+
+
+def _stable_columns() -> dict[str, Any]:
+    """Declare the stable world's columns: x1..x4, segment, then the binary label."""
+    features = {f"x{i + 1}": _numeric(f"Standard normal feature {i + 1}.") for i in range(4)}
+    features["segment"] = _categorical("Customer segment.", SEGMENTS, slice_=True)
+    target = {"role": "target", "dtype": "int", "task": "binary", "classes": [0, 1]}
+    return {**features, "label": target}
 
 
 def _daily(n: int, batch_rows: int) -> pd.DatetimeIndex:

@@ -17,11 +17,16 @@ from mlops.contract.spec import Contract
 from mlops.data.sources import load_dataset
 from mlops.data.validate import validate_frame
 from tests.support.histories import (
+    FEED_UNIT_FACTOR,
+    UNSEEN_SEGMENT,
     History,
+    broken_feed_batches,
+    broken_feed_binary,
     growing_regression,
     low_volume_binary,
     recurring_binary,
     recurring_phases,
+    stable_binary,
     write_history,
 )
 
@@ -29,11 +34,14 @@ BUILDERS: dict[str, Callable[..., History]] = {
     "recurring-binary": recurring_binary,
     "growing-regression": growing_regression,
     "low-volume-binary": low_volume_binary,
+    "stable-binary": stable_binary,
 }
+WITH_BROKEN_FEED = {**BUILDERS, "broken-feed-binary": broken_feed_binary}  # fails its contract
 DEFAULT_SIZES = {
     "recurring-binary": (24, 1000, 6000),
     "growing-regression": (24, 700, 6000),
     "low-volume-binary": (30, 500, 3000),
+    "stable-binary": (24, 1000, 6000),
 }
 HOURS = {"hour": range(24)}
 SMALL = {"batches": 3, "batch_rows": 40, "initial_rows": 100}
@@ -57,6 +65,16 @@ def growing() -> History:
 @pytest.fixture(scope="module")
 def low_volume() -> History:
     return low_volume_binary()
+
+
+@pytest.fixture(scope="module")
+def stable() -> History:
+    return stable_binary()
+
+
+@pytest.fixture(scope="module")
+def broken() -> History:
+    return broken_feed_binary()
 
 
 def design(
@@ -99,18 +117,18 @@ def test_each_history_has_its_initial_rows_then_full_batches(history: History) -
     assert len(history.batch(batches - 1)) == batch_rows
 
 
-@pytest.mark.parametrize("name", sorted(BUILDERS))
+@pytest.mark.parametrize("name", sorted(WITH_BROKEN_FEED))
 def test_sizes_follow_the_keyword_arguments(name: str) -> None:
-    small = BUILDERS[name](**SMALL)
+    small = WITH_BROKEN_FEED[name](**SMALL)
     assert len(small.frame) == 100 + 3 * 40
     assert small.n_batches == 3
     assert small.batch(2)["row_id"].iloc[-1] == small.frame["row_id"].iloc[-1]
 
 
-@pytest.mark.parametrize("name", sorted(BUILDERS))
+@pytest.mark.parametrize("name", sorted(WITH_BROKEN_FEED))
 def test_the_same_seed_gives_the_same_history_and_another_seed_another(name: str) -> None:
-    first, again = BUILDERS[name](**SMALL, seed=3), BUILDERS[name](**SMALL, seed=3)
-    other = BUILDERS[name](**SMALL, seed=4)
+    build = WITH_BROKEN_FEED[name]
+    first, again, other = build(**SMALL, seed=3), build(**SMALL, seed=3), build(**SMALL, seed=4)
     pd.testing.assert_frame_equal(first.frame, again.frame)
     assert first.contract.fingerprint == other.contract.fingerprint
     target = first.contract.target.name
@@ -128,8 +146,10 @@ def test_every_row_passes_the_contract(history: History) -> None:
     assert not history.frame.isna().any().any()
 
 
-def test_binary_batches_are_one_day_each(recurring: History, low_volume: History) -> None:
-    for history in (recurring, low_volume):
+def test_binary_batches_are_one_day_each(
+    recurring: History, low_volume: History, stable: History, broken: History
+) -> None:
+    for history in (recurring, low_volume, stable, broken):
         days = [history.batch(b)["timestamp"].dt.normalize().unique() for b in (0, 5)]
         assert [len(d) for d in days] == [1, 1]
         assert days[1][0] - days[0][0] == pd.Timedelta(days=5)
@@ -230,6 +250,78 @@ def test_low_volume_binary_shifts_gradually_from_halfway(low_volume: History) ->
     last, retrained = low_volume.batch(29), fit_classifier(low_volume, low_volume.batch(28))
     scores = retrained.predict_proba(design(last, low_volume.contract))[:, 1]
     assert roc_auc_score(last["label"], scores) >= 0.9
+
+
+def test_stable_binary_is_balanced_and_its_features_do_not_move(stable: History) -> None:
+    batches = [stable.batch(b) for b in range(stable.n_batches)]
+    rates = [rows["label"].mean() for rows in batches]
+    assert all(0.45 <= rate <= 0.55 for rate in rates), rates
+    means = pd.DataFrame([rows[["x1", "x2", "x3", "x4"]].mean() for rows in batches])
+    assert (means.abs() < 0.1).all().all(), means  # 1000 rows: the mean's noise is about 0.03
+    shares = pd.DataFrame([rows["segment"].value_counts(normalize=True) for rows in batches])
+    assert ((shares - 0.25).abs() < 0.05).all().all(), shares
+
+
+def test_a_model_of_the_first_rows_scores_as_well_on_the_last_stable_batches_as_on_the_first(
+    stable: History,
+) -> None:
+    model = fit_classifier(stable, stable.initial)
+    aucs = batch_aucs(stable, model)
+    accuracies = [
+        float((model.predict(design(rows, stable.contract)) == rows["label"]).mean())
+        for rows in (stable.batch(b) for b in range(stable.n_batches))
+    ]
+    assert min(aucs) >= 0.85, aucs  # there is something to learn
+    for scores in (aucs, accuracies):  # within noise: about 0.01 per 1000-row batch
+        assert abs(np.mean(scores[:4]) - np.mean(scores[-4:])) < 0.02, scores
+        assert max(scores) - min(scores) < 0.08, scores  # no batch strays either
+
+
+def test_the_broken_feed_hits_three_consecutive_batches_from_the_middle() -> None:
+    assert broken_feed_batches(24) == [12, 13, 14]
+    assert broken_feed_batches(20) == [10, 11, 12]
+    assert broken_feed_batches(3) == [1, 2]
+
+
+def test_the_broken_feed_changes_only_its_batches_and_only_what_it_reports(
+    stable: History, broken: History
+) -> None:
+    assert broken.n_batches == stable.n_batches
+    pd.testing.assert_series_equal(broken.frame["label"], stable.frame["label"])
+    pd.testing.assert_frame_equal(
+        broken.frame[["timestamp", "x3", "x4"]], stable.frame[["timestamp", "x3", "x4"]]
+    )
+    bad = set(broken_feed_batches(broken.n_batches))
+    for b in range(broken.n_batches):
+        rows, clean = broken.batch(b), stable.batch(b)
+        if b not in bad:
+            pd.testing.assert_frame_equal(rows.drop(columns="row_id"), clean.drop(columns="row_id"))
+            continue
+        np.testing.assert_allclose(rows["x1"], clean["x1"] * FEED_UNIT_FACTOR)
+        nulls, unseen = rows["x2"].isna(), rows["segment"] == UNSEEN_SEGMENT
+        assert 0.15 < nulls.mean() < 0.25 and 0.15 < unseen.mean() < 0.25
+        np.testing.assert_array_equal(rows["x2"][~nulls], clean["x2"][~nulls])
+        np.testing.assert_array_equal(rows["segment"][~unseen], clean["segment"][~unseen])
+
+
+def test_the_contract_quarantines_broken_rows_only_and_the_broken_batches_hurt_a_model(
+    broken: History,
+) -> None:
+    result = validate_frame(broken.frame, broken.contract)
+    bad = broken_feed_batches(broken.n_batches)
+    broken_rows = pd.concat([broken.batch(b) for b in bad])
+    faulty = broken_rows["x2"].isna() | (broken_rows["segment"] == UNSEEN_SEGMENT)
+    assert result.n_quarantined == int(faulty.sum()) > 0
+    assert set(result.valid["row_id"]) >= set(broken.frame["row_id"]) - set(broken_rows["row_id"])
+    model = fit_classifier(broken, broken.initial)
+    aucs = []
+    for b in range(broken.n_batches):
+        rows = broken.batch(b).assign(x2=lambda f: f["x2"].fillna(0.0))  # the mean: 0
+        aucs.append(
+            roc_auc_score(rows["label"], model.predict_proba(design(rows, broken.contract))[:, 1])
+        )
+    clean = [auc for b, auc in enumerate(aucs) if b not in bad]
+    assert max(aucs[b] for b in bad) < min(clean) - 0.05, aucs
 
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
