@@ -171,7 +171,8 @@ class Backtest:
         rows = self.frame.iloc[batch.first : batch.stop].reset_index(drop=True)
         run.rows_since_training += batch.rows
         model = self._champion(run)
-        outputs = output_frame(model.predict(rows), model.manifest)
+        raw = model.predict(rows)  # once per batch: the served outputs and the 0.5 baseline
+        outputs = output_frame(raw, model.manifest)
         joined = pd.concat([rows[[self.contract.target.name]], outputs], axis=1)
         joined["model_version"] = model.version
         performance = performance_by_version(joined, self.contract, {model.version: model.manifest})
@@ -184,7 +185,7 @@ class Backtest:
                for m in report_metrics(self.contract.task)},
         }  # fmt: skip
         if self.contract.task == "binary" and live:
-            entry["accuracy_at_0_5"] = _accuracy_at_half(rows, model, self.contract)
+            entry["accuracy_at_0_5"] = _accuracy_at_half(rows, raw, model, self.contract)
         if run.previous is not None:  # the first batch after a promotion: was it worth it?
             entry["outcome"] = self._outcome(run, rows, live)
             run.previous = None
@@ -222,8 +223,8 @@ class Backtest:
         drift, constraints = assess_window(reference, served, self.contract)
         if not constraints.passed:  # kept out of the policy's later training windows
             run.broken.add(batch.index)
-        champion = run.registry.get(self.model_name, run.champion)
-        estimate = estimate_window(reference, served, champion.manifest, self._rules.metric)
+        manifest = self._champion(run).manifest  # loaded once per champion, not read per batch
+        estimate = estimate_window(reference, served, manifest, self._rules.metric)
         now = self._event_time(batch)  # None without timestamps: then no cooldown either
         inputs = window_policy_inputs(
             now=now or dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
@@ -324,10 +325,12 @@ class Backtest:
         return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
-def _accuracy_at_half(rows: pd.DataFrame, model: LoadedModel, contract: Contract) -> float:
+def _accuracy_at_half(
+    rows: pd.DataFrame, raw: np.ndarray, model: LoadedModel, contract: Contract
+) -> float:
     """The accuracy the served probabilities would have had with a 0.5 cut (the baseline)."""
     classes = list(model.manifest.get("classes") or [0, 1])
-    found = compute_metrics("binary", rows[contract.target.name], model.predict(rows), classes)
+    found = compute_metrics("binary", rows[contract.target.name], raw, classes)
     return found["accuracy"]
 
 

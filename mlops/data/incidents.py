@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from mlops.contract.spec import Contract
-from mlops.monitoring.prediction_store import read_prediction_log
+from mlops.monitoring.prediction_store import as_utc, read_prediction_log
 
 REASON_COLUMN = "quarantine_reason"
 
@@ -91,8 +91,5 @@ def outside(log: pd.DataFrame, found: list[Incident]) -> pd.DataFrame:
     received = pd.to_datetime(log["received_at"], utc=True)
     hit = pd.Series(False, index=log.index)
     for incident in found:
-        start, end = pd.Timestamp(incident.start), pd.Timestamp(incident.end)
-        start = start.tz_localize("UTC") if start.tzinfo is None else start
-        end = end.tz_localize("UTC") if end.tzinfo is None else end
-        hit |= (received >= start) & (received < end)
+        hit |= (received >= as_utc(incident.start)) & (received < as_utc(incident.end))
     return log[~hit]

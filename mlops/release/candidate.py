@@ -19,6 +19,7 @@ import pandas as pd
 from mlops.contract.spec import Contract
 from mlops.inference.outputs import output_frame
 from mlops.inference.scoring import IncompatibleModelError, score_onnx
+from mlops.monitoring.prediction_store import as_utc
 from mlops.monitoring.profile import profile_frame, profile_to_bytes
 from mlops.registry.store import ModelVersion, Registry
 from mlops.release.card import build_manifest, render_model_card
@@ -166,14 +167,7 @@ def unseen_rows(
     if not champion.get("refit") or column is None or column not in holdout or not end:
         return None
     try:
-        moments = pd.to_datetime(holdout[column], utc=True)
-        learned_to = pd.Timestamp(end)
-        learned_to = (
-            learned_to.tz_localize("UTC")
-            if learned_to.tzinfo is None
-            else learned_to.tz_convert("UTC")
-        )
-        mask = moments > learned_to
+        mask = pd.to_datetime(holdout[column], utc=True) > as_utc(pd.Timestamp(end))
     except (ValueError, TypeError):
         return None
     return None if bool(mask.all()) else mask
