@@ -12,6 +12,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONTRACT = REPO_ROOT / "contracts" / "card_fraud.yaml"
+# A card-fraud record is ~330 bytes of JSON (~420 pretty-printed): 4 KiB leaves room for wider
+# contracts and long ids, and still refuses a body no valid request needs.
+BODY_BYTES_PER_RECORD = 4096
 
 # Telemetry of the tools we run tries the network; these turn it off. Python entry points and the
 # environments of the processes they start take them from here. Files read before Python starts
@@ -65,6 +68,12 @@ class Settings(BaseSettings):
         "empty counts as unset).",
     )
     max_records: int = Field(1024, ge=1, description="Most records accepted in one request.")
+    max_body_bytes: int | None = Field(
+        None,
+        ge=1,
+        description="Largest /predict request body in bytes; a larger one gets 413 before it is "
+        "read. Unset: 4 KiB per record of max_records (4 MiB at the default 1024).",
+    )
     batching: bool = Field(True, description="Batch concurrent requests into one model call.")
     max_batch_size: int = Field(512, ge=1, description="Most records in one model call.")
     max_latency_ms: float = Field(
@@ -74,7 +83,18 @@ class Settings(BaseSettings):
         5.0, gt=0, description="How often the service checks the registry alias for a new version."
     )
     profile_window_s: int = Field(300, ge=1, description="whylogs profile window of served rows.")
-    log_flush_s: float = Field(10.0, gt=0, description="How often served rows are written out.")
+    log_flush_s: float = Field(
+        1.0,
+        gt=0,
+        description="How often served rows are written to the prediction log: about what a "
+        "killed service loses.",
+    )
+    profile_flush_s: float = Field(
+        10.0,
+        gt=0,
+        description="How often, under steady traffic, served rows are added to the window "
+        "profiles (at once when traffic pauses).",
+    )
     prefer_gpu: bool = Field(True, description="Use CUDA for onnxruntime when it really works.")
     onnx_threads: int = Field(
         1, ge=0, description="onnxruntime threads per model call (0: all cores); 1 wastes no CPU."
@@ -110,6 +130,11 @@ class Settings(BaseSettings):
     @property
     def registry(self) -> str:
         return self.store("registry")
+
+    @property
+    def body_limit(self) -> int:
+        """Return the largest /predict body accepted: max_body_bytes, or 4 KiB per record."""
+        return self.max_body_bytes or self.max_records * BODY_BYTES_PER_RECORD
 
     @property
     def data(self) -> str:

@@ -1,10 +1,22 @@
-"""Prometheus metrics of the prediction service, and a middleware counting rejected requests."""
+"""Prometheus metrics of the prediction service, kept bounded, and logs of refused requests."""
 
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from starlette.routing import Match, Mount
+from starlette.staticfiles import StaticFiles
+
+from serving.guard import route_path
+
+# BentoML logs an exception of an API call, with its traceback, through this logger.
+BENTOML_REQUEST_LOGGER = "bentoml._internal.server.http_app"
+UNMATCHED_PATH = "/{unmatched}"  # the one path label of requests that no route serves
+MAX_SERVED_PATHS = 4096
 
 REASONS = {400: "invalid_input", 401: "unauthorized", 403: "forbidden", 404: "not_found",
            405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type",
@@ -58,7 +70,7 @@ def service_metrics() -> ServiceMetrics:
 
 
 class RejectionCounter:
-    """ASGI middleware: count 4xx answers of POST /predict by reason."""
+    """ASGI middleware: count 4xx answers of /predict by reason."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -71,9 +83,100 @@ class RejectionCounter:
         async def watch(message: dict) -> None:
             if message.get("type") == "http.response.start":
                 status = int(message.get("status", 200))
-                if 400 <= status < 500 and status != 401:  # 401 is counted by the service
+                if 400 <= status < 500:
                     reason = REASONS.get(status, f"http_{status}")
                     service_metrics().rejected.labels(reason=reason).inc()
             await send(message)
 
         await self.app(scope, receive, watch)
+
+
+class BoundedPathLabels:
+    """ASGI wrapper: give every request to a path that no route serves the path UNMATCHED_PATH.
+
+    BentoML's request metrics label their series with the request's path, so requests to random
+    paths (no token needed) would add series without end. Wrapped around the whole application,
+    before those metrics, this keeps them to the served paths plus one; such requests still get
+    404. A path is served when a route matches it (any method), or when it names a static file.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._served: set[str] = set()  # paths found served; a cache, so bounded as well
+        self._static: dict[int, frozenset[str]] = {}
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket") and not self._serves(scope):
+            path = scope["path"]
+            unmatched = path[: len(path) - len(route_path(scope))] + UNMATCHED_PATH
+            scope = {**scope, "path": unmatched, "raw_path": unmatched.encode()}
+        await self.app(scope, receive, send)
+
+    def _serves(self, scope: dict) -> bool:
+        path = route_path(scope)
+        if path in self._served:
+            return True
+        for route in getattr(self.app, "routes", ()):
+            match, _ = route.matches(scope)
+            if match is Match.NONE:
+                continue
+            if self._missing_static_file(route, path):
+                return False
+            if len(self._served) < MAX_SERVED_PATHS:
+                self._served.add(path)
+            return True
+        return False
+
+    def _missing_static_file(self, route: Any, path: str) -> bool:
+        """Tell whether `route` serves static files and `path` names none of them."""
+        if not (isinstance(route, Mount) and isinstance(route.app, StaticFiles)):
+            return False
+        if id(route) not in self._static:
+            self._static[id(route)] = frozenset(
+                f.relative_to(directory).as_posix()
+                for directory in route.app.all_directories
+                for f in Path(directory).rglob("*")
+                if f.is_file()
+            )
+        return path[len(route.path) + 1 :] not in self._static[id(route)]
+
+
+class ClientErrorLog(logging.Filter):
+    """Log a request refused for its content (4xx) as one INFO line, without traceback or data.
+
+    BentoML logs the validation error of every refused request at ERROR with a traceback, and
+    the error's text repeats the offending input values: a client could fill the logs with its
+    data. The answer still names each field and problem; the log keeps their kinds only.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        status, kinds = _client_error(error)
+        if status is None:
+            return True
+        args = record.args if isinstance(record.args, tuple) and len(record.args) == 2 else ()
+        path, method = args or ("?", "?")
+        record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        record.msg, record.args = "%s %s refused with %d: %s", (method, path, status, kinds)
+        record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
+def _client_error(error: BaseException | None) -> tuple[int | None, str]:
+    """Return the 4xx status BentoML answers `error` with, and the kinds of problem in it."""
+    from bentoml.exceptions import BentoMLException
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        kinds = sorted({e["type"] for e in error.errors(include_url=False, include_input=False)})
+        return 400, f"{error.error_count()} contract violation(s): {', '.join(kinds)}"
+    if isinstance(error, BentoMLException) and 400 <= error.error_code.value < 500:
+        return error.error_code.value, type(error).__name__
+    return None, ""
+
+
+def quiet_client_errors() -> None:
+    """Install ClientErrorLog on BentoML's request logger (once per process)."""
+    logger = logging.getLogger(BENTOML_REQUEST_LOGGER)
+    if not any(isinstance(f, ClientErrorLog) for f in logger.filters):
+        logger.addFilter(ClientErrorLog())

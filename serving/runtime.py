@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,25 +24,38 @@ from mlops.registry.store import Registry
 from mlops.settings import Settings
 
 log = logging.getLogger("mlops.serving")
+RETRY_FIRST_S = 5.0  # the registry poll's first retry of a refused version, at the earliest
+RETRY_MAX_S = 300.0  # and its longest wait between retries
 
 
 class ModelKeeper:
     """Hold the model being served and switch to a new version when the registry alias moves.
 
     A switch replaces one reference: requests already running keep the model they started
-    with, new ones get the new model. A version that fails its checksum or load check is refused
-    and the current one keeps serving.
+    with, new ones get the new model. A version that cannot be loaded (a file missing, damaged
+    or failing its checks, or an unreadable alias) is refused with its error recorded, and the
+    current model keeps serving. The registry poll tries a refused version again after a back-off
+    (its files may be repaired or a read error may pass); an explicit reload tries it at once.
     """
 
     def __init__(
-        self, settings: Settings, metrics: Any, contract_fingerprint: str | None = None
+        self,
+        settings: Settings,
+        metrics: Any,
+        contract_fingerprint: str | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.contract_fingerprint = contract_fingerprint
+        self.clock = clock
         self.current: LoadedModel | None = None
         self.last_error: str | None = None
         self.refused: str | None = None
+        self._failures = 0  # refusals in a row of the same version
+        self._retry_at = 0.0
+        self._alias_error: str | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -48,7 +63,7 @@ class ModelKeeper:
 
     def start(self) -> None:
         """Load the model now and, unless it is pinned, watch the registry in the background."""
-        self.reload()
+        self.reload(force=True)
         if self.settings.serve_model_dir is None:
             self._thread = threading.Thread(target=self._watch, name="model-keeper", daemon=True)
             self._thread.start()
@@ -73,43 +88,81 @@ class ModelKeeper:
             return ref
         return self.registry.aliases(self.settings.model_name).aliases.get(ref)
 
-    def reload(self) -> dict[str, Any]:
-        """Load the target version if it differs from the one served; report what happened."""
+    def reload(self, *, force: bool = False) -> dict[str, Any]:
+        """Load the target version if it differs from the one served; report what happened.
+
+        A refused version is tried again when `force` is set or its back-off has passed.
+        """
         with self._lock:
             if self.settings.serve_model_dir is not None:
-                if self.current is None:
-                    self._swap(lambda: load_from_directory(
-                        Path(self.settings.serve_model_dir or ""), self.settings.model_name,
-                        prefer_gpu=self.settings.prefer_gpu,
-                        intra_op_threads=self.settings.onnx_threads))  # fmt: skip
-                return self.status()
-            target = self.target_version()
-            served = self.current.version if self.current else None
-            if target is None or target == served or target == self.refused:
+                return self._load_pinned(self.settings.serve_model_dir, force)
+            try:
+                target = self.target_version()
+            except Exception as exc:  # e.g. a garbled aliases.json: keep serving what we have
+                self._alias_error = f"cannot read the {self.settings.serve_ref} alias: {exc}"
+                self._refuse(None, self._alias_error)
                 return {**self.status(), "changed": False}
-            self._swap(lambda: load_from_registry(
+            if self._alias_error is not None:  # readable again: that error is over
+                self.last_error = None if self.last_error == self._alias_error else self.last_error
+                self._alias_error = None
+            served = self.current.version if self.current else None
+            if target is None or target == served:
+                return {**self.status(), "changed": False}
+            if target == self.refused and not (force or self._retry_due()):
+                return {**self.status(), "changed": False}
+            self._swap(target, lambda: load_from_registry(
                 self.registry, self.settings.model_name, target,
                 prefer_gpu=self.settings.prefer_gpu,
                 intra_op_threads=self.settings.onnx_threads))  # fmt: skip
             return {**self.status(), "changed": self.current is not None
                     and self.current.version == target}  # fmt: skip
 
-    def _swap(self, load: Any) -> None:
+    def _load_pinned(self, folder: str, force: bool) -> dict[str, Any]:
+        """Load the pinned folder's model unless it is loaded (or failed and waits to retry)."""
+        if self.current is None and (force or self._retry_due()):
+            self._swap(None, lambda: load_from_directory(
+                Path(folder), self.settings.model_name, prefer_gpu=self.settings.prefer_gpu,
+                intra_op_threads=self.settings.onnx_threads))  # fmt: skip
+        return self.status()
+
+    def _swap(self, version: str | None, load: Callable[[], LoadedModel]) -> None:
+        """Serve what `load` returns, or record why it failed (`version` None: a pinned folder)."""
         try:
             model = self._check_contract(load())
         except ModelLoadError as exc:
-            self.last_error = str(exc)
-            self.refused = self.target_version() if self.settings.serve_model_dir is None else None
-            self.metrics.reloads.labels(outcome="refused").inc()
-            log.error("model refused, still serving %s: %s", self.served_version(), exc)
+            self._refuse(version, str(exc))
+            return
+        except Exception as exc:  # whatever else loading raises, the service keeps serving
+            what = version or self.settings.serve_model_dir
+            self._refuse(version, f"cannot load {self.settings.model_name} {what}: {exc!r}")
             return
         previous, self.current = self.current, model
-        self.last_error, self.refused = None, None
+        self.last_error, self.refused, self._failures = None, None, 0
         self.metrics.reloads.labels(outcome="loaded").inc()
         if previous is not None:
             self.metrics.model_info.labels(version=previous.version, device=previous.device).set(0)
         self.metrics.model_info.labels(version=model.version, device=model.device).set(1)
         log.info("serving %s %s on %s", model.model_name, model.version, model.device)
+
+    def _refuse(self, version: str | None, error: str) -> None:
+        """Record a failed load of `version` (None: a pinned folder, or an unreadable alias)."""
+        repeated = error == self.last_error
+        self._failures = self._failures + 1 if version == self.refused else 1
+        self._retry_at = self.clock() + self._back_off_s()
+        self.last_error = error
+        if version is not None:
+            self.refused = version
+        self.metrics.reloads.labels(outcome="refused").inc()
+        if not repeated:  # a poll meeting the same broken file again says nothing new
+            log.error("model refused, still serving %s: %s", self.served_version(), error)
+
+    def _back_off_s(self) -> float:
+        """Wait before the poll retries: RETRY_FIRST_S at least, doubling up to RETRY_MAX_S."""
+        first = max(self.settings.reload_interval_s, RETRY_FIRST_S)
+        return float(min(first * 2 ** (self._failures - 1), RETRY_MAX_S))
+
+    def _retry_due(self) -> bool:
+        return self.clock() >= self._retry_at
 
     def _check_contract(self, model: LoadedModel) -> LoadedModel:
         """Refuse a model trained on another contract than the one the API validates against."""
@@ -140,6 +193,7 @@ def start_logger(settings: Settings) -> PredictionLogger:
             predictions_url=settings.store("predictions"),
             window_seconds=settings.profile_window_s,
             flush_interval_s=settings.log_flush_s,
+            profile_interval_s=settings.profile_flush_s,
         ),
         model_name=settings.model_name,
     )

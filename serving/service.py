@@ -6,7 +6,6 @@ the types at class definition); everything else (registry, model, logging) start
 
 from __future__ import annotations
 
-import hmac
 import uuid
 from typing import Annotated, Any
 
@@ -27,7 +26,14 @@ from mlops.contract.loader import load_contract
 from mlops.inference.model import LoadedModel
 from mlops.settings import get_settings, quiet_telemetry
 from serving.batching import MicroBatcher
-from serving.observability import RejectionCounter, service_metrics
+from serving.errors import document_errors
+from serving.guard import RequestGuard, check_token
+from serving.observability import (
+    BoundedPathLabels,
+    RejectionCounter,
+    quiet_client_errors,
+    service_metrics,
+)
 from serving.runtime import ModelKeeper, start_logger, tune_gc
 from serving.served_log import ServedLog
 
@@ -51,7 +57,24 @@ INLINE_ROWS = 512  # feeds + onnxruntime for this many records take < 1 ms: less
 admin = FastAPI(title="mlops admin")
 
 
-@bentoml.service(name="mlops_prediction", traffic={"timeout": 30}, workers=SETTINGS.workers)
+class GuardedService(bentoml.Service[Any]):
+    """A BentoML service whose metrics keep to its routes and whose API declares its errors."""
+
+    def to_asgi(self, is_main: bool = True) -> Any:
+        # Outside BentoML's own middlewares, which label request metrics with the path.
+        return BoundedPathLabels(super().to_asgi(is_main))
+
+    @property
+    def openapi_spec(self) -> Any:
+        return document_errors(super().openapi_spec, "/predict")
+
+
+@bentoml.service(
+    name="mlops_prediction",
+    traffic={"timeout": 30},
+    workers=SETTINGS.workers,
+    service_class=GuardedService,
+)
 class PredictionService:
     """Serve the registry's champion (or a pinned version) with logging and hot reload."""
 
@@ -75,6 +98,7 @@ class PredictionService:
             combine=RecordColumns.concat,
             inline_rows=INLINE_ROWS,
         )
+        quiet_client_errors()
         tune_gc()
 
     def __is_ready__(self) -> bool:
@@ -82,12 +106,10 @@ class PredictionService:
 
     @bentoml.api(route="/predict")
     async def predict(self, records: Records, ctx: bentoml.Context) -> PredictResponse:
-        """Predict for 1 to `max_records` records; each must satisfy the data contract."""
-        denied = _check_token(ctx.request.headers.get("authorization"), self.settings.api_token)
-        if denied is not None:
-            self.metrics.rejected.labels(reason="unauthorized").inc()
-            ctx.response.status_code = denied.status_code  # BentoML applies ctx's status, not ours
-            return denied  # type: ignore[return-value]
+        """Predict for 1 to `max_records` records; each must satisfy the data contract.
+
+        RequestGuard has checked the token, media type and size before BentoML read the body.
+        """
         if self.keeper.current is None:
             ctx.response.status_code = 503
             return JSONResponse({"error": "no model loaded yet"}, status_code=503)  # type: ignore[return-value]
@@ -119,16 +141,18 @@ class PredictionService:
         """Describe the model being served: version, manifest summary, device."""
         model = self.keeper.current
         if model is None:
-            return JSONResponse({"error": "no model loaded yet", **self.keeper.status()}, 503)
+            status = self.keeper.status()
+            error = status["error"] or "no model loaded yet"
+            return JSONResponse({**status, "error": error}, 503)
         return JSONResponse({**model.summary(), **self.keeper.status()})
 
     @admin.post("/admin/reload")
     def reload_now(self, authorization: str | None = Header(None)) -> Response:
         """Check the registry now and switch to the alias's version if it changed."""
-        denied = _check_token(authorization, self.settings.admin_token, required=True)
+        denied = check_token(authorization, self.settings.admin_token, required=True)
         if denied is not None:
             return denied
-        result = self.keeper.reload()
+        result = self.keeper.reload(force=True)
         return JSONResponse(result, status_code=200 if result.get("error") is None else 409)
 
     @bentoml.on_shutdown
@@ -139,24 +163,6 @@ class PredictionService:
         self.logger.stop()
 
 
-def _check_token(
-    header: str | None, token: str | None, *, required: bool = False
-) -> Response | None:
-    if token is None:
-        if required:
-            return JSONResponse(
-                {"error": "admin endpoints are disabled: set MLOPS_ADMIN_TOKEN"}, status_code=403
-            )
-        return None
-    expected = f"Bearer {token}".encode()
-    if not hmac.compare_digest((header or "").encode(), expected):  # constant time
-        return JSONResponse(
-            {"error": "missing or wrong bearer token in the Authorization header"},
-            status_code=401,
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return None
-
-
-PredictionService.add_asgi_middleware(RejectionCounter)
+PredictionService.add_asgi_middleware(RejectionCounter)  # outside the guard: counts its 4xx
+PredictionService.add_asgi_middleware(RequestGuard, paths=("/predict",))
 bentoml.asgi_app(admin, path="/")(PredictionService)

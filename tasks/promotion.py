@@ -14,7 +14,7 @@ from prefect.logging import get_run_logger
 from mlops.inference.model import ModelLoadError, load_from_registry
 from mlops.registry.store import ModelVersion, Registry
 from mlops.settings import Settings
-from serving.bento_store import save_to_bentoml
+from serving.bento_store import try_save_to_bentoml
 
 HISTORY_ROWS = 10
 
@@ -88,16 +88,23 @@ def _last_change(registry: Registry, model: str, event: str, revision: int) -> A
 
 @task(name="save-champion-to-bentoml", cache_policy=NO_CACHE)
 def save_champion_to_bentoml(registry: Registry, version: ModelVersion, *, flow: str) -> str:
-    """Save the new champion into the BentoML model store (a no-op when already there)."""
+    """Save the new champion into the BentoML model store (a no-op when already there).
+
+    Runs after the alias moved, so a store that cannot take the model is a warning only: the
+    flow goes on to ask serving to reload.
+    """
     manifest = version.manifest
     labels = {
         "task": str(manifest.get("task", "")),
         "contract": str(manifest.get("contract", {}).get("name", "")),
         "promoted_by": flow,
     }
-    tag = save_to_bentoml(version, registry, labels=labels)
-    get_run_logger().info("BentoML model store: %s", tag)
-    return tag
+    saved = try_save_to_bentoml(version, registry, labels=labels)
+    if saved.tag is None:
+        get_run_logger().warning(saved.describe())
+        return f"not saved ({saved.error})"
+    get_run_logger().info("BentoML model store: %s", saved.tag)
+    return saved.tag
 
 
 @task(name="request-reload", cache_policy=NO_CACHE)

@@ -16,7 +16,7 @@ from mlops.release import candidate as release
 from mlops.release.card import render_model_card
 from mlops.release.gate import GateDecision, GatePolicy, decision_markdown
 from mlops.training.train import Splits, TrainedModel
-from serving.bento_store import save_to_bentoml
+from serving.bento_store import BentoSave, try_save_to_bentoml
 
 
 @task(name="prepare-candidate", cache_policy=NO_CACHE)
@@ -55,6 +55,15 @@ def prepare_candidate(
     return candidate
 
 
+@task(name="check-registry-lock", cache_policy=NO_CACHE)
+def check_registry_lock(registry: Registry, model_name: str) -> None:
+    """Fail now, not after training, when another writer holds the model's registry lock.
+
+    A lock left by a process of this host that has exited is broken here.
+    """
+    registry.check_lock(model_name)
+
+
 @task(name="register-challenger", cache_policy=NO_CACHE)
 def register_challenger(
     registry: Registry, model_name: str, candidate: release.Candidate, *, actor: str
@@ -85,8 +94,11 @@ def gate_and_promote(
     outcome = release.gate_challenger(registry, challenger, contract, holdout, policy)
     decision, note = outcome.decision, outcome.note
     if promote and release.promote_challenger(registry, outcome, actor=actor):
-        tag = _save_champion(registry, challenger, contract)
-        note += f"\n\nSaved to the BentoML model store as `{tag}`.\n"
+        # The champion has moved: from here on nothing may fail the run.
+        saved = _save_champion(registry, challenger, contract)
+        note += f"\n\n{saved.describe()}\n"
+        if saved.error is not None:
+            get_run_logger().warning(saved.describe())
     elif decision.promote:
         note += "\n\nPromotion disabled for this run (gate.promote = false).\n"
     create_markdown_artifact(
@@ -98,7 +110,7 @@ def gate_and_promote(
     return decision
 
 
-def _save_champion(registry: Registry, version: ModelVersion, contract: Contract) -> str:
-    """Save the new champion into the BentoML model store, so serving finds it there."""
+def _save_champion(registry: Registry, version: ModelVersion, contract: Contract) -> BentoSave:
+    """Save the new champion into the BentoML model store, so a Bento can package it."""
     labels = {"task": contract.task, "contract": contract.name, "promoted_by": "train-model"}
-    return save_to_bentoml(registry.get(version.model, version.version), registry, labels=labels)
+    return try_save_to_bentoml(version, registry, labels=labels)

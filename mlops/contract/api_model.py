@@ -10,14 +10,32 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
-from pydantic_core import to_json
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic_core import PydanticCustomError, to_json
 
 from mlops.contract.spec import ColumnSpec, Contract
 
 DEFAULT_MAX_RECORDS = 1024
+
+
+def _iso_date_time(value: Any) -> Any:
+    """Let only date-time strings (and datetimes, from Python) on to pydantic's datetime parser.
+
+    Left alone, pydantic reads a number, or a string of digits, as seconds since 1970: `0` would
+    become a 1970 timestamp where the OpenAPI document promises a date-time string. A date-time
+    (RFC 3339, as OpenAPI's `date-time`) begins with its year: `YYYY-`. This runs per record, so
+    it checks only that much and leaves the rest of the parsing to pydantic.
+    """
+    if (isinstance(value, str) and value[4:5] == "-") or isinstance(value, datetime):
+        return value
+    raise PydanticCustomError(
+        "datetime_type", "Input should be an ISO 8601 date-time string, such as 2026-01-31T14:05:00"
+    )
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_date_time)]
 
 
 def _annotation(col: ColumnSpec) -> Any:
@@ -25,7 +43,7 @@ def _annotation(col: ColumnSpec) -> Any:
     if col.checks.allowed is not None and col.dtype in ("string", "int", "bool"):
         base = Literal[tuple(col.checks.allowed)]
     else:
-        base = {"float": float, "int": int, "bool": bool, "string": str, "datetime": datetime}[
+        base = {"float": float, "int": int, "bool": bool, "string": str, "datetime": IsoDateTime}[
             col.dtype
         ]
     return base | None if col.nullable else base

@@ -144,16 +144,20 @@ def _row_failures(
     """Return the failures tied to rows; raise on failures of the frame as a whole."""
     cases = _tidy(cases)
     indexed, unindexed = cases[cases["row"].notna()], cases[cases["row"].isna()]
-    located, whole = [indexed], []
+    located, whole, rechecked = [], [], []
     for column, group in unindexed.groupby("column", sort=False, dropna=False):
         more = _locate_in_column(schema, frame, column, group, indexed, name)
         if more is None:
             whole.append(group)
         else:
             located.append(more)
+            rechecked.append(column)
     if whole:
         raise ContractViolation(_whole_frame_message(name, pd.concat(whole), frame))
-    failures = pd.concat(located, ignore_index=True)
+    # Checks of a column that did not coerce ran on raw values; they ran again on its coercible
+    # rows (in `located`): keep those results only, or each failing row would count twice.
+    stale = indexed["column"].isin(rechecked) & ~indexed["check"].str.startswith("coerce_dtype")
+    failures = pd.concat([indexed[~stale], *located], ignore_index=True)
     if failures.empty:
         raise ContractViolation(f"contract {name!r}: validation failed without failing rows")
     return failures.astype({"row": "int64"})[FAILURE_COLUMNS]

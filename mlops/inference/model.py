@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +118,12 @@ def load_from_registry(
         raise ModelLoadError(str(exc)) from exc
     except LookupError as exc:
         raise ModelLoadError(f"cannot load {model_name} {ref}: {exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # e.g. a manifest cut short
+        raise ModelLoadError(
+            f"cannot load {model_name} {ref}: its manifest.json is not valid JSON: {exc}"
+        ) from exc
+    except OSError as exc:  # a file of the version gone or unreadable since it was registered
+        raise ModelLoadError(f"cannot load {model_name} {ref}: {exc}") from exc
     return load_model_bytes(
         data, version.manifest, model_name, prefer_gpu=prefer_gpu, intra_op_threads=intra_op_threads
     )
@@ -127,10 +134,12 @@ def load_from_directory(
 ) -> LoadedModel:
     """Load a pinned model from a folder holding model.onnx and manifest.json (a built Bento)."""
     import hashlib
-    import json
 
-    manifest = json.loads((path / "manifest.json").read_text())
-    data = (path / "model.onnx").read_bytes()
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+        data = (path / "model.onnx").read_bytes()
+    except (OSError, ValueError) as exc:  # a file missing, unreadable, or not JSON
+        raise ModelLoadError(f"cannot load the model in {path}: {exc}") from exc
     actual = hashlib.sha256(data).hexdigest()
     if actual != manifest.get("onnx_sha256"):
         expected = manifest.get("onnx_sha256")

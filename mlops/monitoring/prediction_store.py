@@ -8,7 +8,9 @@ Layout::
 A profile file holds the rows served in [window start, window start + window length); the
 length is the writer's `window_seconds` (settings.profile_window_s), which readers pass too.
 
-Every file is written whole through an atomic replace, so readers never see half a part.
+Every file is written whole through an atomic replace, so readers never see half a part. A
+writer keeps its newest part of a date open for a while and rewrites it with the rows of each
+flush (the same path, more rows), so that frequent flushes do not make many small parts.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
 
@@ -34,9 +38,11 @@ __all__ = [
     "META_COLUMNS",
     "WINDOW_FORMAT",
     "as_utc",
+    "log_part_path",
     "read_overlapping_profiles",
     "read_prediction_log",
     "read_window_profiles",
+    "replace_log_part",
     "window_start",
     "write_log_part",
     "write_window_profile",
@@ -50,13 +56,26 @@ def write_log_part(
     fs: AbstractFileSystem, folder: str, frame: pd.DataFrame, day: date, written_at: datetime
 ) -> str:
     """Write rows of one date as a new Parquet part under folder, atomically; return its path."""
+    path = log_part_path(folder, day, written_at)
+    replace_log_part(fs, path, frame)
+    return path
+
+
+def log_part_path(folder: str, day: date, written_at: datetime) -> str:
+    """Return the path of a new, unique log part of one date under folder."""
     stamp = as_utc(written_at).strftime("%Y%m%dT%H%M%S%fZ")
-    path = f"{folder}/date={day.isoformat()}/part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+    return f"{folder}/date={day.isoformat()}/part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+
+
+def replace_log_part(fs: AbstractFileSystem, path: str, rows: pd.DataFrame | pa.Table) -> None:
+    """Write (or rewrite with more rows) a log part atomically: readers see it whole."""
     buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
+    if isinstance(rows, pa.Table):
+        pq.write_table(rows, buffer)
+    else:
+        rows.to_parquet(buffer, index=False)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     write_atomic(fs, path, buffer.getvalue())
-    return path
 
 
 def write_window_profile(

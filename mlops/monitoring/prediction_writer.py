@@ -1,7 +1,10 @@
 """Write buffered served rows: Parquet log parts per date and whylogs profiles per window.
 
 The prediction logger hands its buffered chunks to a `PredictionWriter` at each flush; the writer
-keeps the profiles of recent windows in memory so that late rows merge into them.
+keeps the profiles of recent windows in memory so that late rows merge into them. It also keeps
+the newest log part of each date open, rewriting it with each flush's rows until it holds
+`max_part_rows` rows or is `part_seconds` old: flushing every second then makes one part a minute,
+not sixty.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
 
@@ -20,8 +24,9 @@ from mlops.monitoring.prediction_store import (
     META_COLUMNS,
     WINDOW_FORMAT,
     as_utc,
+    log_part_path,
+    replace_log_part,
     window_start,
-    write_log_part,
     write_window_profile,
 )
 from mlops.monitoring.profile import ProfileView, merge_profiles, profile_frame
@@ -67,6 +72,15 @@ class _Window:
     merge_stored: bool = True
 
 
+@dataclass
+class _OpenPart:
+    """The log part of one date this writer rewrites with new rows until it is full or old."""
+
+    path: str
+    table: pa.Table  # the rows written so far, kept as Arrow: new rows are converted once only
+    opened_at: datetime
+
+
 class PredictionWriter:
     """Write chunks of served rows to the prediction log and to per-window profiles."""
 
@@ -80,22 +94,31 @@ class PredictionWriter:
         model_name: str,
         writer_id: str,
         clock: Callable[[], datetime],
+        part_seconds: float = 60.0,
+        max_part_rows: int = 50_000,
     ) -> None:
         self.predictions_url, self.profiles_url = predictions_url, profiles_url
         self.window_seconds = window_seconds
+        self.part_seconds, self.max_part_rows = part_seconds, max_part_rows
         self.storage_options = storage_options
         self.model_name, self.writer_id = model_name, writer_id
         self._clock = clock
         self._windows: dict[tuple[str, datetime], _Window] = {}
+        self._parts: dict[date, _OpenPart] = {}
         self._filesystems: dict[str, tuple[AbstractFileSystem, str]] = {}
 
-    def write(self, chunks: list[Chunk], errors: list[str]) -> tuple[list[Chunk], int]:
-        """Profile new rows, write log parts and changed windows; return (unwritten, profiles)."""
-        self._profile_chunks([c for c in chunks if not c.profiled], errors)
+    def write_log(self, chunks: list[Chunk], errors: list[str]) -> list[Chunk]:
+        """Add chunks to the prediction log; return the chunks that could not be written."""
         unwritten = self._write_log(chunks, errors)
+        self._close_parts()
+        return unwritten
+
+    def write_profiles(self, chunks: list[Chunk], errors: list[str]) -> int:
+        """Profile the chunks not profiled yet and write changed windows; return how many were."""
+        self._profile_chunks([c for c in chunks if not c.profiled], errors)
         profiles = self._write_windows(errors)
         self._evict_windows()
-        return unwritten, profiles
+        return profiles
 
     def _profile_chunks(self, chunks: list[Chunk], errors: list[str]) -> None:
         """Profile new rows per (version, window) and merge them into the in-memory windows."""
@@ -116,21 +139,45 @@ class PredictionWriter:
                 errors.append(f"could not profile {key[0]} window {key[1]:{WINDOW_FORMAT}}: {exc}")
 
     def _write_log(self, chunks: list[Chunk], errors: list[str]) -> list[Chunk]:
-        """Write one Parquet part per date; return the chunks that could not be written."""
+        """Add each date's rows to its open part; return the chunks that could not be written."""
         by_date: dict[date, list[Chunk]] = {}
         for chunk in chunks:
             by_date.setdefault(chunk.received_at.date(), []).append(chunk)
         failed: set[int] = set()
         for day, group in by_date.items():
             try:
-                fs, base = self._fs(self.predictions_url)
-                folder = f"{base}/{self.model_name}"
-                write_log_part(fs, folder, join_rows(group, with_meta=True), day, self._clock())
+                self._append_to_part(day, join_rows(group, with_meta=True))
             except Exception as exc:
                 failed.update(id(c) for c in group)
                 url = self.predictions_url
                 errors.append(f"could not write the prediction log for {day} to {url}: {exc}")
         return [c for c in chunks if id(c) in failed]
+
+    def _append_to_part(self, day: date, rows: pd.DataFrame) -> None:
+        """Rewrite the date's open part with `rows` added (a new part when none is open).
+
+        Rows whose columns differ from the open part's (other columns or types, as after a
+        model change) start a part of their own: a part holds one schema.
+        """
+        fs, base = self._fs(self.predictions_url)
+        table = pa.Table.from_pandas(rows, preserve_index=False)
+        part = self._parts.pop(day, None)
+        if part is not None and part.table.schema.equals(table.schema, check_metadata=True):
+            table = pa.concat_tables([part.table, table])
+            path, opened_at = part.path, part.opened_at
+        else:
+            opened_at = self._clock()
+            path = log_part_path(f"{base}/{self.model_name}", day, opened_at)
+        replace_log_part(fs, path, table)
+        self._parts[day] = _OpenPart(path, table, opened_at)
+
+    def _close_parts(self) -> None:
+        """Stop rewriting parts that are full or old; they stay on disk as they are."""
+        now = as_utc(self._clock())
+        for day, part in list(self._parts.items()):
+            age = (now - as_utc(part.opened_at)).total_seconds()
+            if part.table.num_rows >= self.max_part_rows or age >= self.part_seconds:
+                del self._parts[day]
 
     def _write_windows(self, errors: list[str]) -> int:
         """Write every window profile changed since its last write; return how many were."""

@@ -6,12 +6,14 @@ Layout under the registry root (a local path or an fsspec URL)::
     <root>/<model>/versions/<version>/reference.bin    whylogs reference profile
     <root>/<model>/versions/<version>/model_card.md
     <root>/<model>/versions/<version>/manifest.json    written last: no manifest, no version
-    <root>/<model>/versions/.staging-<uuid>/           being written; never listed
+    <root>/<model>/versions/.staging-<uuid>/           being written; never listed; its
+                                                       .owner.json names the writer
     <root>/<model>/aliases.json     {"revision": int, "aliases": {"champion": "v3", ...},
                                      "updated_at": iso}
     <root>/<model>/history.jsonl    one JSON line per event: registered, alias_set, promoted,
                                     rolled_back (time, actor, reason, from, to, revision)
-    <root>/<model>/.lock            held while publishing a version or changing aliases
+    <root>/<model>/.lock            held while publishing a version or changing aliases; names
+                                    its holder (host, pid, start time) and a token
 
 Versions (``mlops.registry.versions``) and aliases (``mlops.registry.aliases``) build on
 `RegistryStorage`; ``mlops.registry.store.Registry`` joins them.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -96,6 +99,23 @@ class RegistryStorage(ABC):
         self._local = isinstance(self._fs, LocalFileSystem)
         self._clock = clock
         self._lock_timeout_s = lock_timeout_s
+
+    @property
+    def location(self) -> str:
+        """Return the absolute URL of the registry root (a resolved path when local)."""
+        return (
+            os.path.realpath(self._base) if self._local else self._fs.unstrip_protocol(self._base)
+        )
+
+    def check_lock(self, model: str) -> None:
+        """Take and release the model's lock, to find out before costly work that ends in a write.
+
+        A stale lock (its holder on this host has exited, or it is older than the stale age) is
+        broken now; a lock still held raises ConcurrentUpdateError naming the holder.
+        """
+        check_name(model, "model name")
+        with self._locked(model):
+            pass
 
     # Each half of the registry needs one method of the other: versions resolve aliases, and
     # aliases point at versions. Declared here so that neither module imports the other.

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
+from mlops.registry.staging import OWNER_FILE, STAGING_PREFIX, abandoned_staging, claim_staging
 from mlops.registry.storage import (
     VERSION_RE,
     AliasNotSetError,
@@ -29,6 +31,7 @@ from mlops.registry.storage import (
 
 # manifest.json comes last: a version becomes visible only once it is complete.
 VERSION_FILES = ("model.onnx", "reference.bin", "model_card.md", "manifest.json")
+log = logging.getLogger(__name__)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -59,9 +62,10 @@ class VersionStore(RegistryStorage):
             raise RegistryError(f"cannot register {model!r}: ONNX file {onnx_path} does not exist")
         dumps_json(manifest, what="manifest")
         digest = file_sha256(onnx_path)
-        staging = f"{self._model_dir(model)}/versions/.staging-{uuid.uuid4().hex}"
+        self._clean_staging_quietly(model)
+        staging = f"{self._model_dir(model)}/versions/{STAGING_PREFIX}{uuid.uuid4().hex}"
         try:
-            self._fs.makedirs(staging, exist_ok=True)
+            claim_staging(self._fs, staging)
             self._fs.put_file(str(onnx_path), f"{staging}/model.onnx")
             self._fs.pipe_file(f"{staging}/reference.bin", bytes(reference_profile))
             self._fs.pipe_file(f"{staging}/model_card.md", model_card.encode())
@@ -76,6 +80,19 @@ class VersionStore(RegistryStorage):
         finally:
             self._remove_quietly(staging)
         return ModelVersion(model, version, self._uri(self._version_dir(model, version)), full)
+
+    def clean_staging(self, model: str) -> list[str]:
+        """Remove the staging folders of writers that are gone; return their URIs.
+
+        A folder whose writer still runs on this host is kept, whatever its age; see
+        ``mlops.registry.staging`` for how a writer elsewhere is judged gone.
+        """
+        check_name(model, "model name")
+        removed = []
+        for folder in abandoned_staging(self._fs, f"{self._model_dir(model)}/versions"):
+            self._remove_quietly(folder)
+            removed.append(self._uri(folder))
+        return removed
 
     def list_versions(self, model: str) -> list[ModelVersion]:
         """List the complete versions of a model, oldest first."""
@@ -131,6 +148,7 @@ class VersionStore(RegistryStorage):
         if self._fs.exists(final):
             raise RegistryError(f"{self._uri(final)} already exists; versions are never rewritten")
         if self._local:
+            os.remove(f"{staging}/{OWNER_FILE}")  # a version folder holds the version's files only
             os.rename(staging, final)
             return
         try:
@@ -139,6 +157,16 @@ class VersionStore(RegistryStorage):
         except BaseException:
             self._remove_quietly(final)
             raise
+
+    def _clean_staging_quietly(self, model: str) -> None:
+        """Clean abandoned staging folders; a failure here must not stop a registration."""
+        try:
+            removed = self.clean_staging(model)
+        except Exception as exc:
+            log.warning("could not clean the staging folders of %s: %r", model, exc)
+            return
+        if removed:
+            log.info("removed %d abandoned staging folder(s): %s", len(removed), removed)
 
     def _last_number(self, model: str) -> int:
         """Return the highest version number in use, complete or not (0 when none)."""

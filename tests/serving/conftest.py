@@ -10,10 +10,14 @@ from typing import Any
 
 import pytest
 
-from mlops.contract.loader import load_contract
 from mlops.registry.store import Registry
-from mlops.settings import DEFAULT_CONTRACT
-from tests.support.service import MODEL, open_client, register_trained, simulated_rows
+from tests.support.service import (
+    MODEL,
+    fixture_serving_home,
+    open_client,
+    register_trained,
+    simulated_rows,
+)
 
 __all__ = ["MODEL", "register_trained", "simulated_rows"]  # helpers other scripts import from here
 
@@ -21,15 +25,7 @@ __all__ = ["MODEL", "register_trained", "simulated_rows"]  # helpers other scrip
 @pytest.fixture(scope="session")
 def serving_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An MLOPS_HOME whose registry holds v1 (champion) and v2 (registered, not promoted)."""
-    home = tmp_path_factory.mktemp("serving-home")
-    registry = Registry(str(home / "registry"))
-    contract = load_contract(DEFAULT_CONTRACT)
-    rows = simulated_rows()
-    workdir = tmp_path_factory.mktemp("export")
-    first = register_trained(registry, contract, rows, workdir, seed=1)
-    register_trained(registry, contract, rows, workdir, seed=2)
-    registry.promote(MODEL, first.version, actor="test", reason="fixture")
-    return home
+    return fixture_serving_home(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture

@@ -147,7 +147,7 @@ def test_a_broken_champion_is_refused_and_the_old_version_keeps_serving(
             15,
             f"{broken} to be refused",
         )
-        time.sleep(1.0)  # several reload intervals: a refused version is not retried
+        time.sleep(1.0)  # several reload intervals: a refused version waits 5 s for a retry
         refused = httpx.get(model, timeout=10).json()
         answer = httpx.post(
             f"{server.url}/predict", json={"records": served_records(2)}, timeout=10

@@ -14,11 +14,12 @@ from typing import Any
 import pandas as pd
 from prometheus_client.parser import text_string_to_metric_families
 
+from mlops.contract.loader import load_contract
 from mlops.contract.spec import Contract
 from mlops.data.simulate import SimulationConfig, labelled_rows
 from mlops.registry.store import ModelVersion, Registry
 from mlops.release.build import train_and_register
-from mlops.settings import REPO_ROOT, TELEMETRY_OPT_OUTS
+from mlops.settings import DEFAULT_CONTRACT, REPO_ROOT, TELEMETRY_OPT_OUTS
 from mlops.training.train import TrainParams
 from stack import processes
 
@@ -40,6 +41,23 @@ def register_trained(
         actor="tests", reason="serving tests' fixture", data_uri="test",
         workdir=workdir / f"model-{seed}",
     ).version  # fmt: skip
+
+
+@functools.cache
+def fixture_serving_home(basetemp: Path) -> Path:
+    """Return an MLOPS_HOME whose registry holds v1 (champion) and v2 (registered, not promoted).
+
+    Trained once per test session (keyed by its base temporary folder): every test folder that
+    serves the fixture registry shares it instead of training its own.
+    """
+    home = basetemp / "serving-home"
+    registry = Registry(str(home / "registry"))
+    contract = load_contract(DEFAULT_CONTRACT)
+    rows = simulated_rows()
+    first = register_trained(registry, contract, rows, basetemp / "serving-export", seed=1)
+    register_trained(registry, contract, rows, basetemp / "serving-export", seed=2)
+    registry.promote(MODEL, first.version, actor="test", reason="fixture")
+    return home
 
 
 @functools.lru_cache(maxsize=1)

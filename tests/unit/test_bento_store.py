@@ -12,7 +12,7 @@ from onnx import TensorProto, helper
 
 from mlops.registry.store import Registry, RegistryError
 from mlops.settings import TELEMETRY_OPT_OUTS
-from serving.bento_store import bento_name, save_to_bentoml
+from serving.bento_store import bento_name, bento_version, save_to_bentoml
 
 
 @pytest.fixture
@@ -66,7 +66,8 @@ def test_save_puts_files_metadata_and_labels_in_the_store(bento_home, registry, 
 
     tag = save_to_bentoml(version, registry, labels={"team": "risk"})
 
-    assert tag == "fraud:v1"
+    assert tag == f"fraud:{bento_version(version, registry.location)}"
+    assert tag.startswith("fraud:v1-")
     stored = bentoml.models.get(tag)
     assert Path(stored.path).is_relative_to(bento_home)
     model_bytes = Path(stored.path_of("model.onnx")).read_bytes()
@@ -77,6 +78,7 @@ def test_save_puts_files_metadata_and_labels_in_the_store(bento_home, registry, 
     assert metadata["onnx_sha256"] == version.manifest["onnx_sha256"]
     assert metadata["metrics"] == {"auc": 0.91}
     assert metadata["contract_fingerprint"] == "abc123"
+    assert metadata["registry"] == registry.location
     assert stored.info.labels == {
         "registry_model": "fraud",
         "registry_version": "v1",
@@ -97,13 +99,15 @@ def test_saving_the_same_version_twice_returns_the_existing_tag(bento_home, regi
 
 
 def test_a_tag_holding_another_model_is_refused(bento_home, registry, tmp_path):
-    version = _register(registry, _onnx_file(tmp_path / "m.onnx"))
-    save_to_bentoml(version, registry)
-    other = Registry(str(tmp_path / "other-registry"))
-    different = _register(other, _onnx_file(tmp_path / "neg.onnx", op="Neg"))
+    import bentoml
 
-    with pytest.raises(RegistryError, match="already exists with onnx_sha256"):
-        save_to_bentoml(different, other)
+    version = _register(registry, _onnx_file(tmp_path / "m.onnx"))
+    tag = f"fraud:{bento_version(version, registry.location)}"
+    with bentoml.models.create(tag, metadata={"onnx_sha256": "something-else"}):
+        pass
+
+    with pytest.raises(RegistryError, match="already exists with onnx_sha256 something-else"):
+        save_to_bentoml(version, registry)
 
 
 def test_a_remote_registry_version_can_be_saved(bento_home, tmp_path):
@@ -116,7 +120,7 @@ def test_a_remote_registry_version_can_be_saved(bento_home, tmp_path):
     finally:
         fsspec.filesystem("memory").rm(root, recursive=True)
 
-    assert tag == "fraud-eu-onnx:v1"
+    assert tag.startswith("fraud-eu-onnx:v1-")
 
 
 def test_registry_names_become_valid_bento_names():
