@@ -1,6 +1,7 @@
-"""The `mlops` command: simulate data, train in-process, and show the registry's state.
+"""The `mlops` command: simulate data, run the flows in-process, serve, show the registry's state.
 
-This is the composition root for local work: `mlops train` imports the Prefect flow lazily.
+This is the composition root for local work: the flow commands (stack/cli_flows.py) import
+Prefect lazily. A failing command prints one line, `error: <message>`, and exits 1.
 """
 
 from __future__ import annotations
@@ -16,14 +17,27 @@ from rich.table import Table
 
 from mlops.settings import get_settings, quiet_telemetry
 from stack.backtest_cli import backtest
+from stack.cli_errors import CliGroup
+from stack.cli_flows import monitor, promote, rollback, score, train
+from stack.cli_replay import replay
 
 app = typer.Typer(
-    help="Continuous training on Prefect: simulate, train, inspect.",
+    cls=CliGroup,
+    help="Continuous training on Prefect: simulate, train, promote, serve, monitor.",
     no_args_is_help=True,
     add_completion=False,
 )
 console = Console()
-app.command()(backtest)
+
+
+@app.callback()
+def main(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks and Prefect's logs of failed runs.")
+    ] = False,
+) -> None:
+    """Continuous training on Prefect: simulate, train, promote, serve, monitor."""
+    # The option is read where a command fails (CliGroup) and by the flow commands.
 
 
 @app.command()
@@ -55,39 +69,8 @@ def simulate(
         console.print(f"  {event.start} .. {event.end}  {event.kind:16} {event.description}")
 
 
-@app.command()
-def train(
-    data_uri: Annotated[
-        str | None, typer.Option(help="Data file/folder (default: simulated).")
-    ] = None,
-    labels_uri: Annotated[str | None, typer.Option(help="Separate label files.")] = None,
-    contract: Annotated[str | None, typer.Option(help="Contract YAML.")] = None,
-    model_name: Annotated[str | None, typer.Option(help="Registry model name.")] = None,
-    start: Annotated[str | None, typer.Option(help="Window start (ISO time).")] = None,
-    end: Annotated[str | None, typer.Option(help="Window end (ISO time, exclusive).")] = None,
-    max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs.")] = 25,
-    accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
-) -> None:
-    """Run the train-model flow in this process and print the outcome."""
-    quiet_telemetry()
-    from flows.parameters import DataSpec
-    from flows.training import train_model_flow
-    from mlops.training.train import TrainParams
-
-    data = DataSpec(
-        contract=contract,
-        data_uri=data_uri,
-        labels_uri=labels_uri,
-        start=dt.datetime.fromisoformat(start) if start else None,
-        end=dt.datetime.fromisoformat(end) if end else None,
-    )
-    result = train_model_flow(
-        model_name=model_name,
-        data=data,
-        training=TrainParams(max_epochs=max_epochs, accelerator=accelerator),
-    )
-    console.print(f"\n[bold]{result['verdict']}[/]")
-    status(model_name)
+for command in (train, promote, rollback, monitor, score, replay, backtest):
+    app.command()(command)
 
 
 @app.command()
@@ -154,7 +137,8 @@ def serve(
     except LookupError:
         console.print(
             f"[yellow]{name} has no champion in {settings.registry} yet:[/] /predict answers "
-            "503 until one is promoted (`mlops train`, or `mlops status` to see the versions)"
+            "503 until one is promoted (`mlops train`, or `mlops promote VERSION`; `mlops status` "
+            "lists the versions)"
         )
     command = [sys.executable, "-m", "bentoml", "serve", "serving.service:PredictionService",
                "--host", host, "--port", str(port)]  # fmt: skip

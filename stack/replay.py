@@ -36,8 +36,41 @@ def land_partition(world: Path, landed: Path, kind: str, day: dt.date) -> bool:
 
 def day_records(world: Path, day: dt.date) -> list[dict[str, Any]]:
     """Return a simulated day's raw rows as JSON-ready request records (no label)."""
-    frame = pd.read_parquet(world / "raw" / f"date={day.isoformat()}")
+    return frame_records(pd.read_parquet(world / "raw" / f"date={day.isoformat()}"))
+
+
+def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Return a frame's rows as JSON-ready records (ISO times, null for missing values)."""
     return json.loads(frame.to_json(orient="records", date_format="iso"))
+
+
+def request_columns(frame: pd.DataFrame, contract: Contract) -> tuple[pd.DataFrame, list[str]]:
+    """Keep the columns a request may carry: the contract's, less its target; name the rest."""
+    known = {c.name for c in contract.columns} - {contract.target.name}
+    dropped = [str(c) for c in frame.columns if c not in known]
+    return frame[[c for c in frame.columns if c in known]], dropped
+
+
+def post_records(
+    url: str,
+    records: list[dict[str, Any]],
+    *,
+    batch: int = 256,
+    headers: dict[str, str] | None = None,
+) -> dict[int, list[int]]:
+    """POST records to /predict in batches; return {status: [answers, records]} (no retries)."""
+    counts: dict[int, list[int]] = {}
+    with httpx.Client(base_url=url, timeout=60, headers=headers) as client:
+        for start in range(0, len(records), batch):
+            chunk = records[start : start + batch]
+            try:
+                answer = client.post("/predict", json={"records": chunk})
+            except httpx.TransportError as exc:
+                raise ConnectionError(f"cannot reach {url}/predict: {exc}") from exc
+            seen = counts.setdefault(answer.status_code, [0, 0])
+            seen[0] += 1
+            seen[1] += len(chunk)
+    return counts
 
 
 @dataclass
@@ -104,7 +137,9 @@ def wait_logged(settings: Settings, start: dt.datetime, rows: int, timeout_s: fl
         if time.monotonic() > deadline:
             raise TimeoutError(f"the service logged fewer than {rows} rows in {timeout_s:.0f} s")
         time.sleep(0.5)
-    time.sleep(1.5)  # the profile of the newest second is written on the next flush
+    # the newest rows join the profiles at the first flush after traffic stops (1 s), plus the
+    # time it takes to profile them
+    time.sleep(2.5)
 
 
 def live_performance(

@@ -77,7 +77,7 @@ def read_frame(
     fs, root = fsspec.core.url_to_fs(str(uri), **(storage_options or {}))
     paths = _find(fs, root, str(uri))
     text: dict[str, Any] = {name: str for name in string_columns}
-    frames = [_read_file(fs, path, text) for path in paths]
+    frames = [_read_file(fs, path, text, _display(fs, path)) for path in paths]
     non_empty = [f for f in frames if len(f.columns)] or frames[:1]
     frame = pd.concat(non_empty, ignore_index=True) if len(non_empty) > 1 else non_empty[0]
     return frame.reset_index(drop=True), [_display(fs, p) for p in paths]
@@ -144,13 +144,22 @@ def _display(fs: Any, path: str) -> str:
     return path if "file" in protocols else fs.unstrip_protocol(path)
 
 
-def _read_file(fs: Any, path: str, text: dict[str, Any]) -> pd.DataFrame:
+def _read_file(fs: Any, path: str, text: dict[str, Any], shown: str) -> pd.DataFrame:
+    """Read one file; an unreadable one raises a DataSourceError that names it (`shown`)."""
     lower = path.lower()
-    with fs.open(path, "rb") as fh:
-        if lower.endswith((".parquet", ".pq")):
-            return pd.read_parquet(fh)
-        compression = "gzip" if lower.endswith(".gz") else None
-        return pd.read_csv(fh, dtype=text, compression=compression)
+    parquet = lower.endswith((".parquet", ".pq"))
+    try:
+        with fs.open(path, "rb") as fh:
+            if parquet:
+                return pd.read_parquet(fh)
+            compression = "gzip" if lower.endswith(".gz") else None
+            return pd.read_csv(fh, dtype=text, compression=compression)
+    except pd.errors.EmptyDataError as exc:
+        raise DataSourceError(f"{shown} is empty: a CSV file needs a header row") from exc
+    except (ValueError, OSError, EOFError) as exc:  # ParserError, UnicodeDecodeError, ArrowInvalid
+        kind = "Parquet" if parquet else "CSV"
+        reason = " ".join(str(exc).split())[:200]
+        raise DataSourceError(f"{shown} cannot be read as {kind}: {reason}") from exc
 
 
 def _join_labels(
