@@ -1,4 +1,5 @@
-"""train-model: validate -> train -> evaluate -> refit -> export + verify -> register -> gate."""
+"""train-model: validate -> find change -> train -> evaluate -> refit -> export + verify ->
+register -> gate."""
 
 from __future__ import annotations
 
@@ -15,8 +16,13 @@ from mlops.release.lineage import data_lineage
 from mlops.settings import get_settings
 from mlops.training.train import TrainParams, predict_torch
 from tasks.data import load_data, read_contract, set_aside_incidents, validate_data
-from tasks.registry import gate_and_promote, prepare_candidate, register_challenger
-from tasks.training import evaluate_holdout, fit_model, gpu_slot, refit_model, split_data
+from tasks.registry import (
+    check_registry_lock,
+    gate_and_promote,
+    prepare_candidate,
+    register_challenger,
+)
+from tasks.training import evaluate_holdout, find_change, fit_model, gpu_slot, refit_model
 
 
 @flow(name="train-model", log_prints=True)
@@ -48,20 +54,23 @@ def train_model_flow(
     if data.exclude_incidents:  # rows served while monitoring saw a broken feed
         valid = set_aside_incidents(valid, contract, settings, model_name, batch=f"train-{run_id}")
 
-    # 2. Train, evaluate on the newest rows, then refit on all rows (the metrics stay the first's)
-    splits = split_data(valid, contract, params)
+    # 2. Train (after a change of concept, maybe on the rows since it only), evaluate on the
+    #    newest rows, then refit on all rows learned (the metrics stay the first model's)
+    registry = Registry(settings.registry)
+    check_registry_lock(registry, model_name)  # a held lock fails the run now, not after training
+    change = find_change(registry, model_name, valid, contract, params)
     with gpu_slot(params.accelerator):
-        model = fit_model(splits, contract, params)
+        fitted = fit_model(valid, contract, params, change)
+    model, splits = fitted.model, fitted.splits
     metrics, slices = evaluate_holdout(model, contract, splits.holdout)
     gate_rows = splits.holdout  # a refit challenger is gated by the model before its refit
     if params.refit:
         gate_rows = attach_first_outputs(splits.holdout, predict_torch(model, splits.holdout))
         with gpu_slot(params.accelerator):
-            model = refit_model(model, valid, contract)
+            model = refit_model(model, fitted.rows, contract)
 
     # 3. Export, verify, describe, register as challenger
-    lineage = data_lineage(data_uri, labels_uri, splits, contract.timestamp_column, valid)
-    registry = Registry(settings.registry)
+    lineage = data_lineage(data_uri, labels_uri, splits, contract.timestamp_column, fitted.rows)
     with tempfile.TemporaryDirectory(prefix="mlops-export-") as workdir:
         candidate = prepare_candidate(
             model, contract, splits, lineage, metrics, slices,

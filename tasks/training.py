@@ -8,37 +8,36 @@ from typing import Any
 import pandas as pd
 import torch
 from prefect import task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.logging import get_run_logger
 
 from mlops.contract.spec import Contract
+from mlops.registry.store import Registry
+from mlops.release.build import champion_change
 from mlops.training import train
-from mlops.training.train import (
-    Splits,
-    TrainedModel,
-    TrainParams,
-    evaluate_model,
-    split_by_time,
-    train_model,
-)
+from mlops.training.train import TrainedModel, TrainParams, evaluate_model
+from mlops.training.window import Change, WindowFit, fit_window
 
 GPU_LIMIT = "gpu"  # the global concurrency limit `mlops bootstrap` creates (one slot per GPU)
 
 
-@task(name="split-data", cache_policy=NO_CACHE)
-def split_data(frame: pd.DataFrame, contract: Contract, params: TrainParams) -> Splits:
-    """Split ordered rows into train, validation and holdout, newest last."""
-    splits = split_by_time(
-        frame, val_fraction=params.val_fraction, holdout_fraction=params.holdout_fraction
-    )
-    create_table_artifact(
-        key="data-splits",
-        table=splits.describe(contract.timestamp_column),
-        description="Time-ordered splits (holdout is the newest)",
-    )
-    return splits
+@task(name="find-change", cache_policy=NO_CACHE)
+def find_change(
+    registry: Registry, model_name: str, rows: pd.DataFrame, contract: Contract, params: TrainParams
+) -> Change | None:
+    """Look for a step up in the champion's per-row loss on the window's newer rows."""
+    if not params.adapt_window:
+        return None
+    change = champion_change(registry, model_name, rows, contract)
+    log = get_run_logger()
+    if change is None:
+        log.info("no change of concept in the window: the champion's loss has no clear step")
+    else:
+        log.info("the champion's loss stepped up %.3f -> %.3f (z %.1f) %d rows before the end",
+                 change.loss_before, change.loss_after, change.z, change.rows_after)  # fmt: skip
+    return change
 
 
 def gpu_slot(accelerator: str) -> AbstractContextManager[Any]:
@@ -53,18 +52,50 @@ def gpu_slot(accelerator: str) -> AbstractContextManager[Any]:
 
 
 @task(name="fit-model", cache_policy=NO_CACHE)
-def fit_model(splits: Splits, contract: Contract, params: TrainParams) -> TrainedModel:
-    """Fit preprocessing and the network with Lightning on the device available."""
-    model = train_model(splits, contract, params)
+def fit_model(
+    rows: pd.DataFrame, contract: Contract, params: TrainParams, change: Change | None
+) -> WindowFit:
+    """Split by time and fit preprocessing and network with Lightning on the device available.
+
+    After a `change` of concept, also fit on the rows since the change and keep the better.
+    """
+    fitted = fit_window(rows, contract, params, change)
+    model = fitted.model
+    create_table_artifact(
+        key="data-splits",
+        table=fitted.splits.describe(contract.timestamp_column),
+        description="Time-ordered splits (holdout is the newest)",
+    )
+    if change is not None:
+        create_markdown_artifact(key="training-window", markdown=_window_markdown(fitted.choice))
     get_run_logger().info(
-        "trained on %s: %d epochs (best %d, val loss %.4f) in %.1f s",
+        "trained on %s: %d epochs (best %d, val loss %.4f) in %.1f s, on %s",
         model.device,
         model.epochs,
         model.best_epoch,
         model.best_val_loss,
         model.seconds,
+        "the rows since the change" if fitted.choice["rows"] == "since change" else "the window",
     )
-    return model
+    return fitted
+
+
+def _window_markdown(choice: dict[str, Any]) -> str:
+    change = choice["change"]
+    kept = choice["rows"] == "since change"
+    return "\n".join([
+        "# Training window after a change of concept", "",
+        f"The champion's mean per-row loss stepped up from {change['loss_before']} to "
+        f"{change['loss_after']} ({change['z']} standard errors), {change['rows_after']} rows "
+        "before the window's end.", "",
+        "| model | learned |", "|---|---|",
+        "| whole window | the rows before the change and the training rows after it |",
+        "| since change | the training rows after the change only |", "",
+        f"On the {choice['validation_rows']} validation rows after the change, the second beat the "
+        f"first by {choice['recent_better_z']} standard errors of the paired loss difference "
+        f"(needed: 2): **{'since change' if kept else 'whole window'}** is kept; the gate's "
+        "holdout is the newest rows after the change either way.",
+    ])  # fmt: skip
 
 
 @task(name="refit-model", cache_policy=NO_CACHE)

@@ -251,8 +251,11 @@ class Backtest:
 
     def _retrain(self, run: _PolicyRun, batch: Batch, entry: dict[str, Any]) -> str:
         """Train on the rows seen so far, register, gate and maybe promote; describe the outcome."""
-        training = self.cache.train(self._window(batch.stop, run.broken))
+        window, kept = self._window(batch.stop, run.broken)
         first, stop = self._window_bounds(batch.stop)
+        learned_stop = run.trained_on[run.champion][1]  # the champion learned the rows before it
+        learned = int(kept[: max(0, learned_stop - first)].sum())
+        training = self.cache.train(window, self._champion(run), learned=learned)
         entry |= {"retrained": True, "cached": training.reused}
         run.compute_s += training.seconds if training.reused else 0.0
         if not training.ok:
@@ -283,8 +286,11 @@ class Backtest:
             )
         return run.loaded
 
-    def _window(self, stop: int, broken: set[int]) -> pd.DataFrame:
-        """The newest rows before `stop`, without the `broken` batches (failed data checks)."""
+    def _window(self, stop: int, broken: set[int]) -> tuple[pd.DataFrame, np.ndarray]:
+        """The newest rows before `stop`, without the `broken` batches (failed data checks).
+
+        Also which rows of the full window were kept.
+        """
         first, stop = self._window_bounds(stop)
         keep = np.ones(stop - first, dtype=bool)
         for batch in self.plan.batches:
@@ -292,7 +298,7 @@ class Backtest:
                 keep[max(batch.first, first) - first : max(min(batch.stop, stop) - first, 0)] = (
                     False
                 )
-        return self.frame.iloc[first:stop][keep].reset_index(drop=True)
+        return self.frame.iloc[first:stop][keep].reset_index(drop=True), keep
 
     def _outcome(self, run: _PolicyRun, rows: pd.DataFrame, live: dict[str, Any]) -> dict:
         """Score the replaced champion on the same batch as the new one: did the retrain pay?"""

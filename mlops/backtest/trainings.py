@@ -23,11 +23,13 @@ from typing import Any
 import pandas as pd
 
 from mlops.contract.spec import Contract
-from mlops.data.validate import ContractViolation, validate_frame
+from mlops.data.validate import ContractViolation, ValidationResult, validate_frame
+from mlops.inference.model import LoadedModel
 from mlops.release.build import build_candidate
 from mlops.release.candidate import Candidate
 from mlops.release.verify import ExportVerificationError, VerificationReport
 from mlops.training.train import TrainParams, params_dict
+from mlops.training.window import Change, change_in
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,12 @@ class TrainingCache:
         self.computed = 0
         self.reused = 0
 
-    def key(self, window: pd.DataFrame) -> str:
-        """Return the training's identity: window content, contract, parameters, threshold."""
+    def key(self, window: pd.DataFrame, change: Change | None = None) -> str:
+        """Return the training's identity: window content, contract, parameters, threshold.
+
+        And where the champion's loss stepped up in it, when it did: that decides which rows
+        are learned (`fit_window`), so two champions that see no change share one training.
+        """
         rows = pd.util.hash_pandas_object(window, index=False).to_numpy().tobytes()
         described = {
             "rows": hashlib.sha256(rows).hexdigest(),
@@ -79,12 +85,21 @@ class TrainingCache:
             "threshold_objective": self.contract.target.threshold_objective,  # not fingerprinted
             "params": params_dict(self.params),
             "max_failing_share": self.max_failing_share,
+            "change": None if change is None else change.index,
         }
         return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:24]
 
-    def train(self, window: pd.DataFrame) -> Training:
-        """Return the training on `window`: reused when identical work was done before."""
-        key = self.key(window)
+    def train(
+        self, window: pd.DataFrame, champion: LoadedModel | None = None, *, learned: int = 0
+    ) -> Training:
+        """Return the training on `window`: reused when identical work was done before.
+
+        The `champion`'s loss on the window's valid rows after the first `learned` (those it
+        trained on) tells whether the concept changed in the window.
+        """
+        result = validate_frame(window, self.contract)
+        change = self._change(result, champion, learned)
+        key = self.key(window, change)
         found = self._memory.get(key) or self._load(key, len(window))
         if found is not None:
             self.reused += 1
@@ -96,7 +111,7 @@ class TrainingCache:
         started = time.perf_counter()
         staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=self._ensure_root()))
         try:
-            failure = self._compute(window, staging)
+            failure = self._compute(result, change, staging)
             (staging / "training.json").write_text(
                 json.dumps({"rows": len(window), "failure": failure,
                             "seconds": time.perf_counter() - started})
@@ -110,14 +125,28 @@ class TrainingCache:
         self._memory[key] = training
         return training
 
-    def _compute(self, window: pd.DataFrame, folder: Path) -> str | None:
+    def _change(
+        self, result: ValidationResult, champion: LoadedModel | None, learned: int
+    ) -> Change | None:
+        if champion is None or not self.params.adapt_window or result.n_valid == 0:
+            return None
+        try:
+            outputs = champion.predict(result.valid)
+        except (KeyError, ValueError):  # a champion from before a change of contract
+            return None
+        valid_learned = round(learned * result.n_valid / max(result.n_input, 1))  # ~ positions
+        return change_in(
+            result.valid, self.contract, outputs, champion.manifest, learned=valid_learned
+        )
+
+    def _compute(self, result: ValidationResult, change: Change | None, folder: Path) -> str | None:
         """Run the release path up to a verified candidate in `folder`; return why it failed."""
-        result = validate_frame(window, self.contract)
         try:
             result.check_threshold(self.max_failing_share)
             candidate, _, splits = build_candidate(
                 self.contract, result.valid, self.params, workdir=folder,
                 reason="backtest retrain", data_uri=self.data_uri, prefer_gpu=self.prefer_gpu,
+                change=change,
             )  # fmt: skip
         except (ContractViolation, ExportVerificationError, ValueError) as exc:
             return f"{type(exc).__name__}: {exc}"

@@ -10,6 +10,9 @@ refused, the policy backs off: each refusal since the champion's promotion adds 
 and one more `min_new_rows` to wait for (up to 8 of each), so the same evidence does not buy the
 same training again. The back-off is linear, not exponential: a challenger refused right after a
 change of concept usually lacked rows of the new concept, and those arrive linearly with time.
+It is waived while the metric has fallen by at least twice the allowed drop: that is no borderline
+window that noise could explain, the champion is failing, and each window it keeps serving costs
+more than the whole tolerance, far more than one more training.
 
 Pure: the caller passes the current window's figures, the drift shares of the windows before it,
 the live or estimated metric and the training history, and stores what it needs for the next call.
@@ -42,6 +45,7 @@ EVIDENCE_REASON: dict[Evidence, Reason] = {
 }
 DATA_QUALITY_EVENT = "mlops.model.data-quality-failed"  # an incident to fix, never a retrain
 MAX_BACKOFF = 8  # at most 8x the cooldown and the new rows, after 7 refused challengers
+SEVERE_DROP = 2.0  # a drop of this many times `max_metric_drop` waives the back-off
 
 DEFAULT_COOLDOWN = dt.timedelta(hours=24)
 
@@ -180,7 +184,7 @@ def decide_retrain(inputs: PolicyInputs, policy: RetrainPolicy) -> RetrainDecisi
     else:
         harmless = ", which alone is not evidence of harm" if drift_fired and not fired else ""
         because = f"{text}; drift: {drift_text}{harmless}"
-    blocker = _blocker(inputs, policy) if fired else ""
+    blocker = _blocker(inputs, policy, severe=_severe(inputs, policy, evidence)) if fired else ""
     if not fired:
         explanation = f"retrain: no, because {because}"
     elif blocker:
@@ -307,13 +311,30 @@ def _estimate_clause(inputs: PolicyInputs, policy: RetrainPolicy) -> tuple[bool,
     return False, f"{said} (within {_num(policy.max_metric_drop)})"
 
 
-def _blocker(inputs: PolicyInputs, policy: RetrainPolicy) -> str:
+def _severe(inputs: PolicyInputs, policy: RetrainPolicy, evidence: Evidence) -> bool:
+    """Tell whether the measured (or estimated) metric fell by `SEVERE_DROP` allowed drops."""
+    if evidence == "labels":
+        now, before = inputs.metric_value, inputs.champion_metric
+    elif evidence == "estimate":
+        now, before = inputs.estimated_metric, inputs.estimated_reference
+    else:
+        return False
+    if now is None or before is None or not math.isfinite(now + before):
+        return False
+    drop = -metric_delta(policy.metric, now, before)
+    return drop >= SEVERE_DROP * policy.max_metric_drop and drop > 0
+
+
+def _blocker(inputs: PolicyInputs, policy: RetrainPolicy, *, severe: bool = False) -> str:
     """Say what holds a retrain back (cooldown, too little new data), or return an empty string.
 
-    Each challenger refused since the champion's promotion adds one more of each (at most 8x).
+    Each challenger refused since the champion's promotion adds one more of each (at most 8x),
+    unless the drop is `severe`.
     """
-    factor = min(1 + inputs.refused_challengers, MAX_BACKOFF)
+    factor = 1 if severe else min(1 + inputs.refused_challengers, MAX_BACKOFF)
     backoff = ""
+    if severe and inputs.refused_challengers:
+        backoff = f", no back-off: the drop is at least {SEVERE_DROP:g}x the allowed one"
     if factor > 1:
         refused = inputs.refused_challengers
         backoff = f", x{factor} after {refused} refused challenger{'s' if refused > 1 else ''}"

@@ -17,6 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from mlops.contract.spec import Contract
+from mlops.inference.scoring import IncompatibleModelError, predict_onnx
+from mlops.monitoring.prediction_store import as_utc
 from mlops.registry.store import ModelVersion, Registry
 from mlops.release.candidate import (
     Candidate,
@@ -33,9 +35,8 @@ from mlops.training.train import (
     evaluate_model,
     predict_torch,
     refit_model,
-    split_by_time,
-    train_model,
 )
+from mlops.training.window import Change, change_in, fit_window
 
 
 @dataclass(frozen=True)
@@ -86,29 +87,53 @@ def build_candidate(
     reason: str,
     data_uri: str = "(rows in memory)",
     prefer_gpu: bool = True,
+    change: Change | None = None,
 ) -> tuple[Candidate, TrainedModel, Splits]:
     """Split time-ordered labelled rows, train, evaluate, refit, export and verify into `workdir`.
 
     With `params.refit` the returned model is the refit on every row, the holdout metrics are
     those of the model before it, and the returned holdout carries that model's outputs for the
-    gate (`attach_first_outputs`). Raises ValueError when the rows are too few to split,
-    ExportVerificationError when the export fails a check.
+    gate (`attach_first_outputs`). With a `change` of concept found in `rows` (`champion_change`)
+    the rows learned are chosen by `fit_window`. Raises ValueError when the rows are too few to
+    split, ExportVerificationError when the export fails a check.
     """
-    splits = split_by_time(
-        rows, val_fraction=params.val_fraction, holdout_fraction=params.holdout_fraction
-    )
-    model = train_model(splits, contract, params)
+    fitted = fit_window(rows, contract, params, change if params.adapt_window else None)
+    model, splits = fitted.model, fitted.splits
     metrics, slices = evaluate_model(model, contract, splits.holdout)
     gate_rows = splits.holdout
     if params.refit:
         gate_rows = attach_first_outputs(splits.holdout, predict_torch(model, splits.holdout))
-        model = refit_model(model, rows, contract)
-    lineage = data_lineage(data_uri, None, splits, contract.timestamp_column, rows)
+        model = refit_model(model, fitted.rows, contract)
+    lineage = data_lineage(data_uri, None, splits, contract.timestamp_column, fitted.rows)
     candidate = prepare_candidate(
         model, contract, splits, workdir=workdir, data=lineage, metrics=metrics,
         slice_metrics=slices, flow_run_id=None, reason=reason, prefer_gpu=prefer_gpu,
     )  # fmt: skip
     return candidate, model, dataclasses.replace(splits, holdout=gate_rows)
+
+
+def champion_change(
+    registry: Registry, model_name: str, rows: pd.DataFrame, contract: Contract
+) -> Change | None:
+    """Where the champion's loss stepped up in labelled, time-ordered `rows`; None if nowhere.
+
+    Searched only in the rows newer than the champion's data (which it may have learned), so
+    it needs the contract's timestamp column. None too without a champion, or when the
+    champion cannot feed these rows.
+    """
+    name = registry.aliases(model_name).aliases.get("champion")
+    column = contract.timestamp_column
+    if name is None or column is None or column not in rows or rows.empty:
+        return None
+    champion = registry.get(model_name, name)
+    end = champion.manifest.get("data", {}).get("window_to")
+    try:
+        stamps = pd.to_datetime(rows[column], utc=True)
+        learned = int((stamps <= as_utc(pd.Timestamp(end))).sum()) if end else 0
+        outputs = predict_onnx(registry.read_onnx(model_name, name), rows, contract)
+    except (IncompatibleModelError, ValueError, TypeError):
+        return None
+    return change_in(rows, contract, outputs, champion.manifest, learned=learned)
 
 
 @contextmanager

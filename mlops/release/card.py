@@ -58,6 +58,7 @@ def build_manifest(
         "metrics": metrics,
         "slice_metrics": slice_metrics,
         **refit_entry(model),
+        **({"window": model.window} if model.window else {}),
         "verification": verification,
         "onnxruntime_device": verification.get("device"),
         "code": code_version(REPO_ROOT),
@@ -96,6 +97,7 @@ def render_model_card(manifest: dict[str, Any], *, version: str = "(unregistered
         f"- Trained on **{training['device']}**: {training['epochs']} epochs "
         f"(best {training['best_epoch']}) in {training['seconds']} s",
         *_refit_line(manifest.get("refit")),
+        *_window_line(manifest.get("window")),
         f"- Code: {manifest['code'].get('git_sha')} (dirty: {manifest['code'].get('dirty')})",
         f"- Prefect flow run: {manifest.get('flow_run_id')}",
         "",
@@ -132,6 +134,19 @@ def _refit_line(refit: dict[str, Any] | None) -> list[str]:
     return [
         f"- Refitted on all {refit['rows']} rows (holdout included) for {refit['epochs']} epochs; "
         "the metrics below are those of the model before the refit, on a holdout it had not seen."
+    ]
+
+
+def _window_line(window: dict[str, Any] | None) -> list[str]:
+    if not window or "change" not in window:
+        return []
+    change = window["change"]
+    kept = "the rows since it only" if window["rows"] == "since change" else "the whole window"
+    return [
+        f"- The previous champion's loss stepped up {change['loss_before']} -> "
+        f"{change['loss_after']} (z {change['z']}) {change['rows_after']} rows before the "
+        f"window's end; trained on {kept} (rows since the change vs whole window, paired z "
+        f"{window['recent_better_z']} on {window['validation_rows']} validation rows)"
     ]
 
 

@@ -61,6 +61,12 @@ class TrainParams:
         "holdout included) for the epochs early stopping chose, and serve that model: it has "
         "learned the newest rows. Holdout metrics and the gate use the model before the refit.",
     )
+    adapt_window: bool = Field(
+        True,
+        description="When the champion's per-row loss steps up inside the window (a change of "
+        "concept), also train on the rows since the change only, and keep that model when it "
+        "beats the whole window's on the newest rows by two standard errors.",
+    )
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,7 @@ class TrainedModel:
     refit_rows: int | None = None  # set by refit_model: rows it learned (None: not refitted)
     refit_epochs: int | None = None
     refit_seconds: float = 0.0
+    window: dict[str, Any] | None = None  # set when a change of concept decided the rows learned
 
     def pipeline(self) -> InferencePipeline:
         """Return the eval-mode CPU inference pipeline (network + head)."""

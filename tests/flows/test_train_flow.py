@@ -173,3 +173,58 @@ def test_train_model_handles_regression_without_timestamp_or_id(
     manifest = Registry(f"{mlops_home}/registry").get("houses", "champion").manifest
     assert manifest["data"]["window_from"] == "row 0"
     assert json.loads(json.dumps(manifest))["task"] == "regression"
+
+
+TURN_CONTRACT = """
+name: turn
+columns:
+  ts: {role: timestamp, dtype: datetime}
+  x: {role: feature, dtype: float}
+  z: {role: feature, dtype: float}
+  label: {role: target, dtype: int, task: binary, classes: [0, 1]}
+"""
+
+
+def _turn_rows(n: int, *, turned: bool, seed: int, start: str) -> pd.DataFrame:
+    """label = x > 0 (5% noise); after the turn, label = x < 0 over the same inputs."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2, 2, n)
+    label = ((x < 0) if turned else (x > 0)) ^ (rng.random(n) < 0.05)
+    return pd.DataFrame({
+        "ts": pd.Timestamp(start) + pd.to_timedelta(np.arange(n), unit="min"),
+        "x": x, "z": rng.normal(size=n), "label": label.astype(np.int64),
+    })  # fmt: skip
+
+
+def test_after_a_turn_of_concept_train_model_learns_the_rows_since_it(
+    prefect_server: None, mlops_home: str, tmp_path: Path
+) -> None:
+    contract = tmp_path / "turn.yaml"
+    contract.write_text(TURN_CONTRACT)
+    folder = tmp_path / "turn"
+    folder.mkdir()
+    _turn_rows(3000, turned=False, seed=1, start="2026-01-01").to_parquet(folder / "a.parquet")
+    data = DataSpec(contract=str(contract), data_uri=str(folder))
+    params = TrainParams(max_epochs=4, patience=2, learning_rate=0.03, hidden=(16,))
+    first = train_model_flow(model_name="turn", data=data, training=params)
+    assert first["promoted"] and first["version"] == "v1"
+
+    _turn_rows(3000, turned=False, seed=2, start="2026-01-04").to_parquet(folder / "b.parquet")
+    _turn_rows(1500, turned=True, seed=3, start="2026-01-07").to_parquet(folder / "c.parquet")
+    second = train_model_flow(model_name="turn", data=data, training=params)
+
+    registry = Registry(f"{mlops_home}/registry")
+    manifest = registry.get("turn", second["version"]).manifest
+    window = manifest["window"]
+    # v1 learned the rows up to 2026-01-03: only the 4,500 after them are searched.
+    assert window["rows"] == "since change", window
+    assert abs(window["change"]["rows_after"] - 1500) < 50, window
+    assert manifest["refit"]["rows"] == window["change"]["rows_after"]
+    assert manifest["data"]["window_from"] >= "2026-01-07"
+    assert second["promoted"], second["verdict"]
+    assert "training-window" in _artifact_keys(manifest["flow_run_id"])
+    fresh = _turn_rows(2000, turned=True, seed=9, start="2026-01-09")
+    served = score_onnx(
+        registry.read_onnx("turn", "champion"), manifest, fresh, load_contract(str(contract))
+    )
+    assert served["accuracy"] > 0.85, served

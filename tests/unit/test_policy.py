@@ -244,7 +244,7 @@ def test_a_window_that_fails_data_checks_raises_an_incident_and_never_retrains()
 
 
 def test_each_refused_challenger_adds_a_cooldown_and_the_new_rows_needed():
-    dropped = {"metric_value": 0.8, "new_rows": 2500}
+    dropped = {"metric_value": 0.86, "new_rows": 2500}  # 0.06 below 0.92: above 0.05, not 0.1
 
     assert decide_retrain(inputs(**dropped, refused_challengers=1), POLICY).retrain
     held = decide_retrain(inputs(**dropped, refused_challengers=2), POLICY)
@@ -257,7 +257,23 @@ def test_each_refused_challenger_adds_a_cooldown_and_the_new_rows_needed():
         decide_retrain(late, POLICY).explanation
     )
     capped = inputs(
-        metric_value=0.8, new_rows=8000, refused_challengers=20,
+        metric_value=0.86, new_rows=8000, refused_challengers=20,
         last_retrain=NOW - dt.timedelta(days=9),
     )  # fmt: skip
     assert decide_retrain(capped, POLICY).retrain  # at most 8x
+
+
+def test_a_severe_drop_waives_the_back_off_but_not_the_cooldown():
+    severe = {"metric_value": 0.80, "new_rows": 2500, "refused_challengers": 3}  # 0.12 >= 2 x 0.05
+
+    decision = decide_retrain(inputs(**severe), POLICY)
+    assert decision.retrain and decision.reason == "performance"
+    recent = inputs(**severe, last_retrain=NOW - dt.timedelta(hours=20))
+    assert decide_retrain(recent, POLICY).explanation.endswith(
+        "within the 24 h cooldown, no back-off: the drop is at least 2x the allowed one"
+    )
+    assert not decide_retrain(inputs(**{**severe, "metric_value": 0.83}), POLICY).retrain
+    estimated = unlabelled(
+        estimated_metric=0.7, estimated_reference=0.9, new_rows=2500, refused_challengers=3
+    )
+    assert decide_retrain(estimated, POLICY).retrain
