@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from mlops.data.sources import Window
-from mlops.monitoring.policy import DEFAULT_COOLDOWN, RetrainPolicy, RetrainThresholds
+from mlops.monitoring.thresholds import DEFAULT_COOLDOWN, RetrainPolicy, RetrainThresholds
 from mlops.release.gate import GatePolicy
 
 

@@ -60,7 +60,7 @@ def backtest(
     from mlops.backtest.build import build_backtest, default_out, local_dir, publish_report
     from mlops.contract.loader import load_contract
     from mlops.data.sources import load_dataset
-    from mlops.monitoring.policy import RetrainPolicy
+    from mlops.monitoring.thresholds import RetrainPolicy
     from mlops.release.gate import GatePolicy
     from mlops.training.evaluate import PRIMARY_METRIC
     from mlops.training.train import TrainParams

@@ -19,7 +19,7 @@ from mlops.backtest.report import render_markdown, summary_rows
 from mlops.backtest.trainings import Training
 from mlops.contract.spec import Contract
 from mlops.data.sources import LoadedData
-from mlops.monitoring.policy import RetrainPolicy
+from mlops.monitoring.thresholds import RetrainPolicy
 from mlops.release.gate import GatePolicy
 from mlops.settings import Settings
 from mlops.training.train import TrainParams

@@ -15,7 +15,7 @@ from mlops.backtest.replay import Backtest
 from mlops.backtest.report import write_report
 from mlops.backtest.trainings import TrainingCache
 from mlops.contract.spec import Contract
-from mlops.monitoring.policy import RetrainPolicy
+from mlops.monitoring.thresholds import RetrainPolicy
 from mlops.release.gate import GatePolicy
 from mlops.settings import Settings
 from mlops.training.train import TrainParams

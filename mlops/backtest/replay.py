@@ -31,8 +31,9 @@ from mlops.inference.model import LoadedModel, load_from_registry
 from mlops.inference.outputs import output_frame
 from mlops.monitoring.estimate import estimate_window
 from mlops.monitoring.performance import performance_by_version
-from mlops.monitoring.policy import RetrainPolicy, decide_retrain
+from mlops.monitoring.policy import decide_retrain
 from mlops.monitoring.profile import profile_frame, profile_from_bytes
+from mlops.monitoring.thresholds import RetrainPolicy
 from mlops.monitoring.window import assess_window, window_policy_inputs
 from mlops.registry.store import Registry
 from mlops.release.candidate import (

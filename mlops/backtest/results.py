@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from mlops.backtest.policies import PolicySpec
-from mlops.monitoring.policy import RetrainPolicy
+from mlops.monitoring.thresholds import RetrainPolicy
 from mlops.training.evaluate import PRIMARY_METRIC
 
 THRESHOLDED = {

@@ -18,11 +18,11 @@ import pandas as pd
 
 from mlops.contract.spec import Contract
 from mlops.inference.scoring import IncompatibleModelError, predict_onnx
-from mlops.monitoring.prediction_store import as_utc
 from mlops.registry.store import ModelVersion, Registry
 from mlops.release.candidate import (
     Candidate,
     attach_first_outputs,
+    newer_than_data,
     prepare_candidate,
     register_candidate,
 )
@@ -122,17 +122,17 @@ def champion_change(
     champion cannot feed these rows.
     """
     name = registry.aliases(model_name).aliases.get("champion")
-    column = contract.timestamp_column
-    if name is None or column is None or column not in rows or rows.empty:
+    if name is None or rows.empty:
         return None
     champion = registry.get(model_name, name)
-    end = champion.manifest.get("data", {}).get("window_to")
-    try:
-        stamps = pd.to_datetime(rows[column], utc=True)
-        learned = int((stamps <= as_utc(pd.Timestamp(end))).sum()) if end else 0
-        outputs = predict_onnx(registry.read_onnx(model_name, name), rows, contract)
-    except (IncompatibleModelError, ValueError, TypeError):
+    newer = newer_than_data(champion.manifest, rows, contract)
+    if newer is None:
         return None
+    try:
+        outputs = predict_onnx(registry.read_onnx(model_name, name), rows, contract)
+    except IncompatibleModelError:
+        return None
+    learned = int((~newer).sum())
     return change_in(rows, contract, outputs, champion.manifest, learned=learned)
 
 

@@ -163,14 +163,26 @@ def unseen_rows(
 
     None when it learned none of them, or when that cannot be told (no timestamp column).
     """
-    column, end = contract.timestamp_column, champion.get("data", {}).get("window_to")
-    if not champion.get("refit") or column is None or column not in holdout or not end:
+    if not champion.get("refit"):
+        return None
+    mask = newer_than_data(champion, holdout, contract)
+    return None if mask is None or bool(mask.all()) else mask
+
+
+def newer_than_data(
+    manifest: dict[str, Any], rows: pd.DataFrame, contract: Contract
+) -> pd.Series | None:
+    """Mark the rows newer than a model's data window (`data.window_to` of its manifest).
+
+    None when that cannot be told: no timestamp column, or no readable end of window.
+    """
+    column, end = contract.timestamp_column, manifest.get("data", {}).get("window_to")
+    if column is None or column not in rows or not end:
         return None
     try:
-        mask = pd.to_datetime(holdout[column], utc=True) > as_utc(pd.Timestamp(end))
+        return pd.to_datetime(rows[column], utc=True) > as_utc(pd.Timestamp(end))
     except (ValueError, TypeError):
         return None
-    return None if bool(mask.all()) else mask
 
 
 def gate_challenger(

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from mlops.backtest.build import build_backtest
 from mlops.backtest.plan import Span, plan_batches
 from mlops.backtest.policies import PolicySpec, parse_policies
-from mlops.monitoring.policy import RetrainPolicy
+from mlops.monitoring.thresholds import RetrainPolicy
 from stack.cli import app
 from tests.support.histories import (
     growing_regression,

@@ -18,8 +18,9 @@ from mlops.data.scenario import ScenarioName, SimulationConfig, drift_timeline
 from mlops.data.simulate import SIMULATOR_CONTRACT, generate_day
 from mlops.monitoring.constraints import check_constraints
 from mlops.monitoring.drift import feature_drift
-from mlops.monitoring.policy import PolicyInputs, RetrainDecision, RetrainPolicy, decide_retrain
+from mlops.monitoring.policy import PolicyInputs, RetrainDecision, decide_retrain
 from mlops.monitoring.profile import ProfileView, merge_profiles, profile_frame
+from mlops.monitoring.thresholds import RetrainPolicy
 
 SEEDS = (1, 2, 3, 4)
 ROWS = 5000

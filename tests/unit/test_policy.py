@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from mlops.monitoring.policy import EVENTS, PolicyInputs, RetrainPolicy, decide_retrain
+from mlops.monitoring.policy import EVENTS, PolicyInputs, decide_retrain
+from mlops.monitoring.thresholds import RetrainPolicy
 
 NOW = dt.datetime(2026, 1, 16, 12, 0)
 POLICY = RetrainPolicy(drift_share=0.3, consecutive_windows=2)
@@ -193,7 +194,8 @@ def test_invalid_policies_are_refused(field, value, message):
 def test_a_window_ending_before_the_last_retrain_is_not_held_by_a_zero_cooldown() -> None:
     import datetime as dt
 
-    from mlops.monitoring.policy import PolicyInputs, RetrainPolicy, decide_retrain
+    from mlops.monitoring.policy import PolicyInputs, decide_retrain
+    from mlops.monitoring.thresholds import RetrainPolicy
 
     now = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
     inputs = PolicyInputs(
