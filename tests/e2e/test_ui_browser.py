@@ -47,6 +47,7 @@ def test_custom_run_of_train_model_from_the_ui_form_reaches_completed(
 ) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     deployment = read_deployment("train-model/train-model")
+    wait_until_idle(timeout_s=300)  # a retrain an earlier test triggered must not race the form
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(30_000)
     try:
@@ -98,6 +99,30 @@ def read_deployment(name: str) -> Any:
 
     with get_client(sync_client=True) as client:
         return client.read_deployment_by_name(name)
+
+
+def wait_until_idle(timeout_s: float) -> None:
+    """Wait until no flow run of the stack is pending or running (SQLite serialises writers)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    busy = [StateType.PENDING, StateType.RUNNING]
+    deadline = time.time() + timeout_s
+    with get_client(sync_client=True) as client:
+        while time.time() < deadline:
+            active = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=busy))
+                )
+            )
+            if not active:
+                return
+            time.sleep(2)
 
 
 def wait_for_run(reason: str, timeout_s: float, e2e: E2EStack) -> Any:
