@@ -69,7 +69,8 @@ class Demo:
     def __init__(self, settings: Settings, config: DemoConfig, console: Console) -> None:
         self.config, self.console = config, console
         self.home = Path(settings.home).resolve()
-        self.settings = settings.model_copy(update={"home": str(self.home)})
+        # serving writes 1 s profile windows, so that each day's monitoring reads that day only
+        self.settings = settings.model_copy(update={"home": str(self.home), "profile_window_s": 1})
         self.run_dir = self.home / "run"
         self.world = self.home / "demo-world"
         self.landed = Path(self.settings.data) / "simulated"
@@ -141,8 +142,8 @@ class Demo:
             "MLOPS_ADMIN_TOKEN": self.admin_token,
             # promote-model and rollback-model (from the UI) tell the service to reload at once
             "MLOPS_SERVING_URL": f"http://127.0.0.1:{self.serve_port}",
-            # serving writes 1 s profile windows; monitor-model must read them with that length
-            "MLOPS_PROFILE_WINDOW_S": "1",
+            # monitor-model must read the profile windows with serving's length
+            "MLOPS_PROFILE_WINDOW_S": str(self.settings.profile_window_s),
             "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
         }
         self.stack = Stack(api=api, ui=f"http://127.0.0.1:{port}", env=env)
@@ -200,7 +201,7 @@ class Demo:
         day = self.sim.date_of(index)
         served = replay.send_traffic(self.stack.service, replay.day_records(self.world, day))
         start, end = served.span
-        replay.wait_logged(self.settings, start, served.rows)
+        replay.wait_logged(self.settings, served)
         self.spans[index] = (start, end)
         row = DayRow(index, day, served.rows, served.rejected, sorted(served.versions))
         self.rows.append(row)

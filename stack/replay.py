@@ -21,7 +21,8 @@ import pandas as pd
 from mlops.contract.spec import Contract
 from mlops.data.sources import read_frame
 from mlops.monitoring.performance import join_labels, performance_by_version
-from mlops.monitoring.prediction_store import read_prediction_log
+from mlops.monitoring.prediction_store import read_prediction_log, read_window_profiles
+from mlops.monitoring.profile import profile_summary
 from mlops.settings import Settings
 
 
@@ -129,17 +130,41 @@ def refused_indexes(body: dict[str, Any]) -> set[int]:
     return found
 
 
-def wait_logged(settings: Settings, start: dt.datetime, rows: int, timeout_s: float = 60) -> None:
-    """Wait until the service has logged `rows` rows served since `start` (and their profiles)."""
-    predictions = settings.store("predictions")
+def profiled_rows(
+    settings: Settings, versions: set[str], start: dt.datetime, end: dt.datetime
+) -> int:
+    """Return how many rows the window profiles of `versions` hold for [start, end)."""
+    total = 0
+    for version in versions:
+        view = read_window_profiles(
+            settings.store("profiles"), settings.model_name, version, start, end,
+            settings.profile_window_s,
+        )  # fmt: skip
+        total += 0 if view is None else int(profile_summary(view)["count"].max())
+    return total
+
+
+def wait_logged(settings: Settings, served: Served, timeout_s: float = 60) -> None:
+    """Wait until the service has logged the rows `served` and added them to the window profiles.
+
+    Monitoring reads the profiles, which the service writes after the log (at the first flush
+    once traffic pauses), so waiting for the log alone would race it.
+    """
+    start, end = served.span
     deadline = time.monotonic() + timeout_s
-    while len(read_prediction_log(predictions, settings.model_name, start)) < rows:
+    predictions = settings.store("predictions")
+    while len(read_prediction_log(predictions, settings.model_name, start)) < served.rows:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the service logged fewer than {rows} rows in {timeout_s:.0f} s")
+            raise TimeoutError(
+                f"the service logged fewer than {served.rows} rows in {timeout_s:.0f} s"
+            )
         time.sleep(0.5)
-    # the newest rows join the profiles at the first flush after traffic stops (1 s), plus the
-    # time it takes to profile them
-    time.sleep(2.5)
+    while profiled_rows(settings, served.versions, start, end) < served.rows:
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"the service profiled fewer than {served.rows} rows in {timeout_s:.0f} s"
+            )
+        time.sleep(0.5)
 
 
 def live_performance(
