@@ -59,7 +59,7 @@ def monitor_model_flow(
             "explanation": f"retrain: no, because {champion.version} served no rows",
         }
     drift, constraints, reference = measure_drift(registry, champion, served, spec)
-    report = write_drift_report(settings, champion, served, reference, end)
+    report = write_drift_report(settings, champion, drift, served, reference, end)
 
     # 2. Live performance on the served rows whose labels have arrived (served at least the label
     # delay ago), and the performance the champion's probabilities predict on the window

@@ -50,10 +50,14 @@ def padded_range(values: Sequence[float], pad: float = 0.05) -> tuple[float, flo
 
 
 def svg_open(width: int, height: int, title: str) -> list[str]:
-    """Return the opening tag of a chart and its centred title."""
+    """Return the opening tag of a chart, its white background and its centred title.
+
+    The background keeps the black text readable where the page is dark (the Prefect UI's theme).
+    """
     return [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
         f'<text x="{width / 2}" y="22" text-anchor="middle" font-size="15">'
         f"{html.escape(title)}</text>",
     ]

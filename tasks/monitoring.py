@@ -8,11 +8,7 @@ from typing import Any
 
 import fsspec
 from prefect import task
-from prefect.artifacts import (
-    create_link_artifact,
-    create_markdown_artifact,
-    create_table_artifact,
-)
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.logging import get_run_logger
@@ -22,7 +18,14 @@ from mlops.data.incidents import incidents, outside
 from mlops.data.sources import read_frame
 from mlops.monitoring.constraints import ConstraintReport
 from mlops.monitoring.drift import DriftReport
-from mlops.monitoring.loop_chart import save_loop_chart
+from mlops.monitoring.drift_view import (
+    drift_headline,
+    drift_markdown,
+    drift_table,
+    saved_at,
+    svg_image,
+)
+from mlops.monitoring.loop_chart import render_loop_svg, save_loop_chart
 from mlops.monitoring.performance import join_labels, performance_by_version
 from mlops.monitoring.policy import RetrainDecision
 from mlops.monitoring.prediction_store import read_overlapping_profiles, read_prediction_log
@@ -32,6 +35,8 @@ from mlops.monitoring.window import assess_window
 from mlops.registry.locking import write_atomic
 from mlops.registry.store import ModelVersion, Registry
 from mlops.settings import Settings
+
+EMBEDDED_WINDOWS = 100  # the monitoring windows whose loop chart a run's artifacts embed
 
 
 @task(name="merge-window-profiles", cache_policy=NO_CACHE)
@@ -65,9 +70,8 @@ def measure_drift(
     drift, constraints = assess_window(reference, window, contract)
     create_table_artifact(
         key="drift",
-        table=drift.to_rows(),
-        description=f"Drift of {drift.n_features} features and the outputs vs "
-        f"{champion.version}'s training data: {drift.share_drifted:.0%} drifted",
+        table=drift_table(drift),
+        description=f"vs {champion.version}'s training data: {drift_headline(drift)}",
     )
     create_table_artifact(
         key="constraints", table=constraints.to_rows(), description=constraints.summary()
@@ -115,21 +119,33 @@ def measure_performance(
 
 @task(name="write-drift-report", cache_policy=NO_CACHE)
 def write_drift_report(
-    settings: Settings, champion: ModelVersion, window: Any, reference: Any, end: datetime
+    settings: Settings,
+    champion: ModelVersion,
+    drift: DriftReport,
+    window: Any,
+    reference: Any,
+    end: datetime,
 ) -> str:
-    """Save whylogs' HTML drift report in the reports store and link it from the run."""
+    """Show the drift report in the run (verdict, chart, table); save whylogs' HTML report too.
+
+    The artifact holds the whole summary, chart included, so the Prefect UI needs no file the
+    worker wrote; whylogs' page (distributions of every column) lies in the reports store.
+    """
     url = f"{settings.store('reports')}/{champion.model}/drift-{end:%Y%m%dT%H%M%SZ}.html"
     fs, path = fsspec.core.url_to_fs(url)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     write_atomic(fs, path, drift_report_html(window, reference).encode())
-    link = url if "://" in url else fs.unstrip_protocol(path)
-    create_link_artifact(
+    location = url if "://" in url else fs.unstrip_protocol(path)
+    create_markdown_artifact(
         key="drift-report",
-        link=link,
-        link_text="whylogs drift report",
-        description="HTML drift report of the window vs the reference",
+        markdown=drift_markdown(
+            drift,
+            f"{champion.version}'s training data",
+            saved_at(location, "whylogs' HTML report of every column's distribution"),
+        ),
+        description=drift_headline(drift),
     )
-    return link
+    return location
 
 
 @task(name="record-decision", cache_policy=NO_CACHE)
@@ -156,20 +172,24 @@ def _history_file(settings: Settings, model_name: str) -> tuple[Any, str]:
 
 @task(name="write-loop-chart", cache_policy=NO_CACHE)
 def write_loop_chart(settings: Settings, model_name: str) -> str:
-    """Draw the monitoring history as loop.svg and loop.html in the reports store; link them.
+    """Draw the monitoring history into the run and as loop.svg and loop.html in the reports store.
 
-    Return the summary's "Loop so far" part: the last windows, the retrain outcomes, the link.
+    Return the summary's "Loop so far" part: the last windows, the retrain outcomes, the page.
     """
     history = read_history(settings, model_name)
     events = Registry(settings.registry).history(model_name)
-    link = save_loop_chart(settings.store("reports"), model_name, history, events)
-    create_link_artifact(
+    page = save_loop_chart(settings.store("reports"), model_name, history, events)
+    # the run keeps the last windows' chart (~270 bytes a window); the page has the whole history
+    shown = history[-EMBEDDED_WINDOWS:]
+    chart = svg_image(
+        render_loop_svg(shown, events, model_name), f"the last {len(shown)} monitoring windows"
+    )
+    create_markdown_artifact(
         key="loop-chart",
-        link=link,
-        link_text="monitoring loop chart",
+        markdown=f"{chart}\n\n{saved_at(page, 'The whole history with a table of every window')}\n",
         description=f"Live metric, drift, versions and decisions of {len(history)} windows",
     )
-    return render_loop_markdown(history, link, events)
+    return render_loop_markdown(history, page, events, chart=chart)
 
 
 @task(name="publish-decision", cache_policy=NO_CACHE)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mlops.charts import finite_or_none
+from mlops.monitoring.drift_view import saved_at
 from mlops.training.evaluate import metric_delta
 
 History = Sequence[Mapping[str, Any]]
@@ -174,8 +175,12 @@ def render_loop_markdown(
     link: str | None = None,
     registry_events: Sequence[Mapping[str, Any]] | None = None,
     last: int = 10,
+    chart: str = "",
 ) -> str:
-    """Render the "Loop so far" part of a summary: the last windows, the outcomes, the chart."""
+    """Render the "Loop so far" part of a summary: the last windows, the outcomes, the chart.
+
+    `chart`: the chart as Markdown (an embedded image), shown above where its page lies.
+    """
     rows = loop_windows(history, registry_events)[-last:]
     lines = ["### Loop so far", ""]
     if not rows:
@@ -189,8 +194,10 @@ def render_loop_markdown(
         lines.append("")
     outcomes = retrain_outcomes(history)
     lines += [f"- {outcome_sentence(o)}" for o in outcomes] or ["No champion change yet."]
+    if chart:
+        lines += ["", chart]
     if link:
-        lines += ["", f"[Loop chart]({link})"]
+        lines += ["", saved_at(link, "Loop chart")]
     return "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,5 @@
-"""The Prefect UI in headless Chromium: a custom run of train-model from its form, to Completed.
+"""The Prefect UI in headless Chromium: a custom run of train-model from its form, to Completed;
+the drift report's verdict, chart and table where users look.
 
 Needs Debian's `chromium` (apt-get install -y chromium) and Python's `playwright`
 (pip install playwright; never `playwright install`: it drives the system Chromium).
@@ -15,8 +16,13 @@ from typing import Any
 
 import pytest
 
-from mlops.settings import REPO_ROOT
+from mlops.contract.loader import load_contract
+from mlops.monitoring.drift import feature_drift
+from mlops.monitoring.drift_view import CHART_WIDTH, drift_headline, drift_markdown, saved_at
+from mlops.monitoring.profile import profile_frame
+from mlops.settings import DEFAULT_CONTRACT, REPO_ROOT
 from tests.support.e2e import MODEL, E2EStack
+from tests.support.service import simulated_rows
 
 pytestmark = pytest.mark.slow
 CHROMIUM = Path("/usr/bin/chromium")
@@ -142,3 +148,48 @@ def wait_for_run(reason: str, timeout_s: float, e2e: E2EStack) -> Any:
             time.sleep(2)
     seen = [(r.name, r.parameters.get("reason"), r.state_name) for r in runs]
     pytest.fail(f"the UI's run did not finish in {timeout_s} s; runs: {seen}\n{e2e.logs()}")
+
+
+def test_the_drift_report_artifact_shows_its_verdict_chart_and_table_in_the_ui(
+    prefect_api: E2EStack, browser: Any
+) -> None:
+    """The report monitor-model writes needs no file: the UI renders its embedded chart."""
+    contract = load_contract(DEFAULT_CONTRACT)
+    rows = simulated_rows(days=3, rows_per_day=1000)
+    shifted = rows.assign(amount=rows["amount"] * 1.6)  # one feature drifts, the rest do not
+    report = feature_drift(profile_frame(rows), profile_frame(shifted), contract)
+    assert report.drifted_features == ("amount",)
+    markdown = drift_markdown(report, "the reference rows", saved_at("s3://b/r.html", "whylogs"))
+    artifact_id = show_markdown("drift-report", markdown)
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    page.set_default_timeout(30_000)
+    try:
+        page.goto(f"{prefect_api.ui}/artifacts/artifact/{artifact_id}")
+        page.get_by_text(drift_headline(report)).wait_for()
+        image = page.locator('img[src^="data:image/svg+xml;base64,"]').first
+        image.wait_for()
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=str(ARTIFACTS / "drift-report.png"), full_page=True)
+        # the browser decoded the chart: an image of the SVG's own size, not a broken icon
+        size = image.evaluate("img => [img.complete, img.naturalWidth, img.naturalHeight]")
+        assert size[0] and size[1] == CHART_WIDTH and size[2] > 100, size
+        cells = page.locator("td").all_inner_texts()
+        assert cells[:2] == ["drifted", "amount"], cells[:12]
+    except BaseException:
+        page.screenshot(path=str(ARTIFACTS / "failure-drift-report.png"), full_page=True)
+        raise
+    finally:
+        page.close()
+
+
+def show_markdown(key: str, markdown: str) -> str:
+    """Run a flow that publishes `markdown` as a markdown artifact; return the artifact's id."""
+    from prefect import flow
+    from prefect.artifacts import create_markdown_artifact
+
+    @flow(name="show-report")
+    def show() -> str:
+        return str(create_markdown_artifact(key=key, markdown=markdown))
+
+    return show()

@@ -6,9 +6,12 @@ import asyncio
 import html
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.sorting import ArtifactSort
 from prefect.events.filters import EventFilter, EventNameFilter
 
 from flows.monitoring import monitor_model_flow
@@ -28,6 +31,7 @@ MODEL = "card-fraud"
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 CONFIG = SimulationConfig(days=30, rows_per_day=5000, seed=3)  # default timeline
 RELAXED = MonitorThresholds(cooldown_hours=0, min_new_rows=100, min_labelled_rows=300)
+ARTIFACTS_SHOWN = ("drift-report", "monitoring-summary", "loop-chart")
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +104,18 @@ def _events(name: str, timeout_s: float = 20.0) -> list:
     return asyncio.run(read())
 
 
+def _latest_artifact(key: str) -> Any:
+    """Return the newest artifact with this key."""
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )
+    assert found, f"no {key} artifact"
+    return found[0]
+
+
 def test_monitoring_reports_the_covariate_shift_and_retrains_on_it_only_without_labels(
     prefect_server: None, champion_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -126,6 +142,13 @@ def test_monitoring_reports_the_covariate_shift_and_retrains_on_it_only_without_
         .read_text()
         .startswith("<!DOCTYPE html>")
     )
+    # the UI shows the report itself, verdict first, with its chart; no link to a file anywhere
+    report, summary, chart = (_latest_artifact(k) for k in ARTIFACTS_SHOWN)
+    assert report.type == "markdown" and report.data.startswith("## "), report.data[:200]
+    assert "amount" in report.data.splitlines()[0] and "| drifted | amount |" in report.data
+    for artifact in (report, summary, chart):
+        assert "](data:image/svg+xml;base64," in artifact.data, artifact.key
+        assert "](file://" not in artifact.data, artifact.key
     # without labels (and without the estimate) drift is the evidence left: it retrains
     blind = _monitor(
         champion_home, monkeypatch, 3, labels=False,

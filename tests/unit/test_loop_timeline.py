@@ -153,7 +153,10 @@ def test_the_summary_shows_the_last_windows_rounded() -> None:
     assert len(table) == 3 and table[0].startswith("| 2030-01-01 06:00:00 | v2 | 0.870 | 620 | 45%")
     assert "| [v3 refused by the gate] retrain: no" in table[1]
     assert "- v2 replaced v1: roc_auc 0.880 vs 0.800 (+0.080, better)" in text
-    assert text.rstrip().endswith("[Loop chart](file:///reports/card-fraud/loop.html)")
+    # a browser on the Prefect UI cannot follow a file link: the summary says where the page is
+    assert text.rstrip().endswith("Loop chart: saved at `/reports/card-fraud/loop.html`")
+    served = render_loop_markdown(history(), "https://reports.example/card-fraud/loop.html")
+    assert served.rstrip().endswith("[Loop chart](https://reports.example/card-fraud/loop.html)")
 
 
 def _change(metric: str, old: float | None, new: float | None) -> list[dict]:
