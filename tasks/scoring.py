@@ -63,16 +63,25 @@ def pin_champion(
     champion = Registry(settings.registry).get(model_name, "champion")
     get_run_logger().info("scoring with %s %s", model_name, champion.version)
     return BatchTarget(
-        registry_url=settings.registry,
+        registry_url=absolute_url(settings.registry),
         model_name=model_name,
         version=champion.version,
-        contract_uri=contract or settings.contract,
-        output_url=output_uri or f"{settings.home.rstrip('/')}/predictions-batch",
-        profiles_url=settings.store("profiles"),
-        quarantine_url=settings.quarantine,
+        contract_uri=absolute_url(contract or settings.contract),
+        output_url=absolute_url(output_uri or f"{settings.home.rstrip('/')}/predictions-batch"),
+        profiles_url=absolute_url(settings.store("profiles")),
+        quarantine_url=absolute_url(settings.quarantine),
         prefer_gpu=settings.prefer_gpu,
         onnx_threads=settings.onnx_threads,
     )
+
+
+def absolute_url(url: str) -> str:
+    """Return a relative local path made absolute, other paths and URLs as they are.
+
+    A worker of an external cluster runs in a folder of its own, where a path relative to the
+    flow's working folder (the default MLOPS_HOME, `.mlops`) would name other files.
+    """
+    return url if "://" in url else os.path.abspath(url)
 
 
 @task(name="list-partitions", cache_policy=NO_CACHE)
