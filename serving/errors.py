@@ -51,13 +51,16 @@ ERROR_ANSWERS: dict[int, tuple[type[BaseModel], str]] = {
 
 
 def document_errors(spec: Any, route: str) -> Any:
-    """Declare the error answers of `route` (a POST) in a BentoML OpenAPI specification."""
+    """Declare the error answers and the required body of `route` (a POST) in BentoML's spec."""
     mode: JsonSchemaMode = "serialization"
     refs, schemas = models_json_schema(
         [(model, mode) for model, _ in ERROR_ANSWERS.values()], ref_template=REF_TEMPLATE
     )
     spec.components.setdefault("schemas", {}).update(schemas["$defs"])
-    responses = spec.paths[route].post["responses"]
+    operation = spec.paths[route].post
+    # A POST without a body gets 415 from the guard: the body is not optional.
+    operation["requestBody"]["required"] = True
+    responses = operation["responses"]
     for status, (model, description) in ERROR_ANSWERS.items():
         responses[status] = {
             "description": description,

@@ -44,7 +44,7 @@ def check_token(
 
 
 class RequestGuard:
-    """ASGI middleware: refuse requests to `paths` on their headers, and bodies over the limit.
+    """ASGI middleware: refuse POSTs to `paths` on their headers, and bodies over the limit.
 
     The token and the limit come from the settings, read again at each lifespan start (as the
     service reads them). A refused request's body is never read: the answer says `Connection:
@@ -59,12 +59,12 @@ class RequestGuard:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             self.settings = get_settings()
-        if scope["type"] != "http" or route_path(scope) not in self.paths:
+        if not _guarded(scope, self.paths):
             await self.app(scope, receive, send)
             return
         settings = self.settings or get_settings()
         refusal = self._check_headers(scope, settings)
-        if refusal is None and scope["method"] == "POST":
+        if refusal is None:
             body = await _read_body(receive, settings.body_limit)
             if body is GONE:
                 return  # the client left: nobody to answer
@@ -82,8 +82,8 @@ class RequestGuard:
     def _check_headers(scope: dict, settings: Settings) -> Response | None:
         headers = _headers(scope, (b"authorization", b"content-type", b"content-length"))
         denied = check_token(headers.get(b"authorization"), settings.api_token)
-        if denied is not None or scope["method"] != "POST":
-            return denied  # other methods: the router answers 405
+        if denied is not None:
+            return denied
         media_type = (headers.get(b"content-type") or "").split(";")[0].strip().lower()
         if media_type != JSON_MEDIA_TYPE:
             return JSONResponse(
@@ -106,6 +106,15 @@ def body_too_large(limit: int) -> Response:
         },
         status_code=413,
     )
+
+
+def _guarded(scope: dict, paths: frozenset[str]) -> bool:
+    """Whether the request is a POST to one of `paths` (the router answers 405 to other methods).
+
+    Other methods reach neither a body parser nor the model, so they need no token: refusing
+    them with 401 would hide the 405 that names the allowed method.
+    """
+    return scope["type"] == "http" and scope["method"] == "POST" and route_path(scope) in paths
 
 
 def route_path(scope: dict) -> str:

@@ -119,11 +119,12 @@ class ModelKeeper:
 
     def _load_pinned(self, folder: str, force: bool) -> dict[str, Any]:
         """Load the pinned folder's model unless it is loaded (or failed and waits to retry)."""
-        if self.current is None and (force or self._retry_due()):
-            self._swap(None, lambda: load_from_directory(
-                Path(folder), self.settings.model_name, prefer_gpu=self.settings.prefer_gpu,
-                intra_op_threads=self.settings.onnx_threads))  # fmt: skip
-        return self.status()
+        if self.current is not None or not (force or self._retry_due()):
+            return {**self.status(), "changed": False}
+        self._swap(None, lambda: load_from_directory(
+            Path(folder), self.settings.model_name, prefer_gpu=self.settings.prefer_gpu,
+            intra_op_threads=self.settings.onnx_threads))  # fmt: skip
+        return {**self.status(), "changed": self.current is not None}
 
     def _swap(self, version: str | None, load: Callable[[], LoadedModel]) -> None:
         """Serve what `load` returns, or record why it failed (`version` None: a pinned folder)."""

@@ -25,6 +25,7 @@ from mlops.contract.api_model import (
 from mlops.contract.loader import load_contract
 from mlops.inference.model import LoadedModel
 from mlops.settings import get_settings, quiet_telemetry
+from serving.answers import MODEL_ANSWERS, RELOAD_ANSWERS
 from serving.batching import MicroBatcher
 from serving.errors import document_errors
 from serving.guard import RequestGuard, check_token
@@ -136,7 +137,7 @@ class PredictionService:
             self.metrics.oov.labels(feature=feature).inc(count)
         return output, model
 
-    @admin.get("/model")
+    @admin.get("/model", responses=MODEL_ANSWERS)
     def model_info(self) -> JSONResponse:
         """Describe the model being served: version, manifest summary, device."""
         model = self.keeper.current
@@ -146,7 +147,7 @@ class PredictionService:
             return JSONResponse({**status, "error": error}, 503)
         return JSONResponse({**model.summary(), **self.keeper.status()})
 
-    @admin.post("/admin/reload")
+    @admin.post("/admin/reload", responses=RELOAD_ANSWERS)
     def reload_now(self, authorization: str | None = Header(None)) -> Response:
         """Check the registry now and switch to the alias's version if it changed."""
         denied = check_token(authorization, self.settings.admin_token, required=True)

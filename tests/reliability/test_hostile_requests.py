@@ -20,7 +20,16 @@ from tests.support.service import served_records
 pytestmark = pytest.mark.slow
 
 HUGE = 50_000_000  # bytes a client announces; the test sends only the first few KB of them
-SERVED_ROUTES = {"/predict", "/model", "/admin/reload", "/livez", "/readyz", "/healthz", "/"}
+SERVED_ROUTES = {
+    "/predict",
+    "/model",
+    "/admin/reload",
+    "/livez",
+    "/readyz",
+    "/healthz",
+    "/",
+    "/docs.json",
+}
 
 
 def _post(server: LiveServer, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:

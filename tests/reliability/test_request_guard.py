@@ -67,3 +67,18 @@ def test_a_request_without_the_token_is_refused_before_its_body_is_read(
 def test_the_default_body_limit_allows_4_kib_per_record_and_a_set_limit_wins() -> None:
     assert get_settings(max_records=10).body_limit == 40_960
     assert get_settings(max_records=10, max_body_bytes=1000).body_limit == 1000
+
+
+def test_other_methods_pass_to_the_router_unread_so_that_it_answers_405(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MLOPS_API_TOKEN", "api-secret")
+    reached: list[str] = []
+
+    async def router(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["method"])
+
+    for method in ("GET", "PUT", "TRACE"):
+        sent, read = _run(RequestGuard(router), {**_scope(), "method": method})
+        assert (sent, read) == ([], 0)
+    assert reached == ["GET", "PUT", "TRACE"]
