@@ -59,14 +59,14 @@ def train_model_flow(
     registry = Registry(settings.registry)
     check_registry_lock(registry, model_name)  # a held lock fails the run now, not after training
     change = find_change(registry, model_name, valid, contract, params)
-    with gpu_slot(params.accelerator):
+    with gpu_slot(params.accelerator, params.devices):
         fitted = fit_model(valid, contract, params, change)
     model, splits = fitted.model, fitted.splits
     metrics, slices = evaluate_holdout(model, contract, splits.holdout)
     gate_rows = splits.holdout  # a refit challenger is gated by the model before its refit
     if params.refit:
         gate_rows = attach_first_outputs(splits.holdout, predict_torch(model, splits.holdout))
-        with gpu_slot(params.accelerator):
+        with gpu_slot(params.accelerator, params.devices):
             model = refit_model(model, fitted.rows, contract)
 
     # 3. Export, verify, describe, register as challenger

@@ -40,15 +40,15 @@ def find_change(
     return change
 
 
-def gpu_slot(accelerator: str) -> AbstractContextManager[Any]:
-    """Hold one slot of the `gpu` concurrency limit while training on a CUDA device.
+def gpu_slot(accelerator: str, devices: int = 1) -> AbstractContextManager[Any]:
+    """Hold one slot of the `gpu` concurrency limit per device while training on CUDA devices.
 
     Strict: a missing limit fails the run instead of letting two runs share a GPU. CPU runs
     (accelerator "cpu", or no CUDA device) take no slot.
     """
     if accelerator == "cpu" or not torch.cuda.is_available():
         return nullcontext()
-    return concurrency(GPU_LIMIT, occupy=1, strict=True)
+    return concurrency(GPU_LIMIT, occupy=devices, strict=True)
 
 
 @task(name="fit-model", cache_policy=NO_CACHE)

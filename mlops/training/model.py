@@ -69,11 +69,14 @@ class TabularModel(pl.LightningModule):
         total, rows = torch.zeros((), device=self.device), 0
         for loss, batch_rows in self._step_losses:
             total, rows = total + loss * batch_rows, rows + batch_rows
-        self.log("train_loss", total / rows)
+        self.log("train_loss", total / rows, sync_dist=True)  # sync_dist: mean over DDP ranks
 
     def validation_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> None:
         loss = self.batch_loss(batch)
-        self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
+        # sync_dist: every DDP rank sees the same val_loss, so early stopping and BestWeights agree.
+        self.log(
+            "val_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]), sync_dist=True
+        )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(

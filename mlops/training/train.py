@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -15,6 +15,7 @@ from pydantic import AfterValidator, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from mlops.contract.spec import Contract, parse_threshold_objective
+from mlops.training.distributed import DistributedFit, fit_in_process_group
 from mlops.training.evaluate import (
     choose_threshold,
     compute_metrics,
@@ -43,6 +44,18 @@ class TrainParams:
     patience: int = Field(4, ge=1, description="Early-stopping patience in epochs.")
     seed: int = Field(42, description="Seed for splits, initialisation and shuffling.")
     accelerator: str = Field("auto", description="auto (GPU when present), cpu, or gpu.")
+    devices: int = Field(
+        1,
+        ge=1,
+        description="Devices to train on. Over 1: a DDP process group of that many processes "
+        "launched with torchrun (gloo on CPU, nccl on GPU); on GPU it holds as many slots of "
+        "the gpu limit.",
+    )
+    strategy: Literal["auto", "ddp"] = Field(
+        "auto",
+        description="auto: in this process on one device, DDP with torchrun on several; "
+        "ddp: always in a torchrun process group, even on one device.",
+    )
     val_fraction: float = Field(0.15, gt=0, lt=0.5, description="Share of rows for validation.")
     holdout_fraction: float = Field(0.15, gt=0, lt=0.5, description="Newest share for holdout.")
     max_vocab: int = Field(5000, ge=1, description="Most categories kept per categorical column.")
@@ -144,6 +157,8 @@ def train_model(
         splits.train, contract, max_vocab=params.max_vocab, min_count=params.min_category_count
     )
     target = contract.target.name
+    if uses_process_group(params):
+        return _train_in_process_group(splits, contract, prep, params)
     module = build_module(contract.task, prep, params)
     data = build_datamodule(splits, prep, target, params)
     best = BestWeights()
@@ -168,6 +183,46 @@ def train_model(
     if contract.task == "binary":
         tune_threshold(trained, splits, contract)
     return trained
+
+
+def uses_process_group(params: TrainParams) -> bool:
+    """Whether `params` ask for a fit in its own process group (several devices, or ddp)."""
+    return params.devices > 1 or params.strategy == "ddp"
+
+
+def _train_in_process_group(
+    splits: Splits, contract: Contract, prep: Preprocessor, params: TrainParams
+) -> TrainedModel:
+    """Train as `train_model` does, on `params.devices` devices in a torchrun process group."""
+    target = contract.target.name
+    arrays = _arrays(splits.train, prep, target), _arrays(splits.val, prep, target)
+    started = time.perf_counter()
+    fit = fit_in_process_group(contract.task, prep, params, *arrays)
+    seconds = time.perf_counter() - started
+    log.info("trained %d epochs on %s (ranks %s) in %.1fs",
+             fit.epochs, fit.describe(), fit.ranks, seconds)  # fmt: skip
+    trained = TrainedModel(
+        preprocessor=prep,
+        module=_loaded(contract.task, prep, params, fit),
+        params=params,
+        device=fit.describe(),
+        epochs=fit.epochs,
+        best_epoch=fit.best_epoch,
+        best_val_loss=fit.best_val_loss,
+        seconds=seconds,
+        history=fit.history,
+    )
+    if contract.task == "binary":
+        tune_threshold(trained, splits, contract)
+    return trained
+
+
+def _loaded(
+    task: str, prep: Preprocessor, params: TrainParams, fit: DistributedFit
+) -> TabularModel:
+    module = build_module(task, prep, params)
+    module.load_state_dict(fit.state)
+    return module.eval()
 
 
 def tune_threshold(model: TrainedModel, splits: Splits, contract: Contract) -> None:
@@ -201,8 +256,17 @@ def refit_model(
     )
     module = build_module(contract.task, prep, params)
     arrays = _arrays(rows, prep, contract.target.name)
-    data = TabularDataModule(arrays, None, batch_size=params.batch_size, seed=params.seed)
     epochs = max(model.best_epoch + 1, 1)  # BestWeights counts epochs from 0
+    if uses_process_group(params):
+        started = time.perf_counter()
+        fit = fit_in_process_group(contract.task, prep, params, arrays, None, epochs=epochs)
+        seconds = time.perf_counter() - started
+        log.info("refitted on %d rows for %d epochs on %s in %.1fs",
+                 len(rows), epochs, fit.describe(), seconds)  # fmt: skip
+        return replace(model, preprocessor=prep, module=_loaded(contract.task, prep, params, fit),
+                       device=fit.describe(), refit_rows=len(rows), refit_epochs=epochs,
+                       refit_seconds=seconds)  # fmt: skip
+    data = TabularDataModule(arrays, None, batch_size=params.batch_size, seed=params.seed)
     started = time.perf_counter()
     with quiet_libraries():
         trainer = build_trainer(params, [], progress=progress, epochs=epochs)
@@ -254,10 +318,13 @@ def build_trainer(
     *,
     progress: bool = False,
     epochs: int | None = None,
+    ddp: bool = False,
 ) -> pl.Trainer:
     """Return a Trainer that stops early on validation loss, without logger or checkpoints.
 
-    With `epochs`, it trains exactly that many epochs instead, without validation.
+    With `epochs`, it trains exactly that many epochs instead, without validation. With `ddp`,
+    it is one rank of a DDP process group on `params.devices` devices, whose data module shards
+    the rows itself.
     """
     stopping: list[pl.Callback] = []
     if epochs is None:
@@ -270,7 +337,9 @@ def build_trainer(
         max_epochs=params.max_epochs if epochs is None else epochs,
         limit_val_batches=None if epochs is None else 0,
         accelerator=params.accelerator,
-        devices=1,
+        devices=params.devices if ddp else 1,
+        strategy="ddp" if ddp else "auto",
+        use_distributed_sampler=not ddp,  # the ranks' data module shards the rows itself
         callbacks=[*stopping, *callbacks],
         logger=False,
         enable_checkpointing=False,
