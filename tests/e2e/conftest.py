@@ -15,6 +15,7 @@ from mlops.data.simulate import simulate
 from mlops.settings import REPO_ROOT
 from stack import services as stack
 from tests.support.e2e import WORLD, E2EStack, bootstrap_command, stack_env
+from tests.support.prefect_events import release_events_worker
 
 
 @pytest.fixture(scope="package")
@@ -35,6 +36,7 @@ def e2e_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EStack]:
             stack.start_worker(pool, run_dir, env, REPO_ROOT)
         yield E2EStack(api, f"http://127.0.0.1:{port}", home, run_dir, env)
     finally:
+        release_events_worker()  # while its server still answers
         stack.stop_all(run_dir)
 
 

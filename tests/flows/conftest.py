@@ -6,14 +6,18 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.prefect_events import release_events_worker
+
 
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
     """Start one temporary Prefect API for the session (it takes ~12 s to start)."""
     from prefect.testing.utilities import prefect_test_harness
 
+    release_events_worker()  # a worker bound to an earlier server would get this one's events
     with prefect_test_harness(server_startup_timeout=120):
         yield
+        release_events_worker()
 
 
 @pytest.fixture
