@@ -22,7 +22,7 @@ from mlops.contract.spec import Contract
 from mlops.data.sources import read_frame
 from mlops.monitoring.performance import join_labels, performance_by_version
 from mlops.monitoring.prediction_store import read_prediction_log, read_window_profiles
-from mlops.monitoring.profile import profile_summary
+from mlops.monitoring.window import served_rows
 from mlops.settings import Settings
 
 
@@ -140,7 +140,7 @@ def profiled_rows(
             settings.store("profiles"), settings.model_name, version, start, end,
             settings.profile_window_s,
         )  # fmt: skip
-        total += 0 if view is None else int(profile_summary(view)["count"].max())
+        total += 0 if view is None else served_rows(view)
     return total
 
 

@@ -156,11 +156,21 @@ def train_model(
     prep = fit_preprocessor(
         splits.train, contract, max_vocab=params.max_vocab, min_count=params.min_category_count
     )
-    target = contract.target.name
     if uses_process_group(params):
-        return _train_in_process_group(splits, contract, prep, params)
+        trained = _train_in_process_group(splits, contract, prep, params)
+    else:
+        trained = _train_here(splits, contract, prep, params, progress)
+    if contract.task == "binary":
+        tune_threshold(trained, splits, contract)
+    return trained
+
+
+def _train_here(
+    splits: Splits, contract: Contract, prep: Preprocessor, params: TrainParams, progress: bool
+) -> TrainedModel:
+    """Train in this process on one device, with early stopping on validation loss."""
     module = build_module(contract.task, prep, params)
-    data = build_datamodule(splits, prep, target, params)
+    data = build_datamodule(splits, prep, contract.target.name, params)
     best = BestWeights()
     started = time.perf_counter()
     with quiet_libraries():
@@ -169,7 +179,7 @@ def train_model(
     device = str(trainer.strategy.root_device)
     seconds = time.perf_counter() - started
     log.info("trained %d epochs on %s in %.1fs", trainer.current_epoch, device, seconds)
-    trained = TrainedModel(
+    return TrainedModel(
         preprocessor=prep,
         module=module.eval(),
         params=params,
@@ -180,9 +190,6 @@ def train_model(
         seconds=seconds,
         history=best.history,
     )
-    if contract.task == "binary":
-        tune_threshold(trained, splits, contract)
-    return trained
 
 
 def uses_process_group(params: TrainParams) -> bool:
@@ -193,7 +200,7 @@ def uses_process_group(params: TrainParams) -> bool:
 def _train_in_process_group(
     splits: Splits, contract: Contract, prep: Preprocessor, params: TrainParams
 ) -> TrainedModel:
-    """Train as `train_model` does, on `params.devices` devices in a torchrun process group."""
+    """Train on `params.devices` devices in a torchrun process group (threshold not tuned)."""
     target = contract.target.name
     arrays = _arrays(splits.train, prep, target), _arrays(splits.val, prep, target)
     started = time.perf_counter()
@@ -201,7 +208,7 @@ def _train_in_process_group(
     seconds = time.perf_counter() - started
     log.info("trained %d epochs on %s (ranks %s) in %.1fs",
              fit.epochs, fit.describe(), fit.ranks, seconds)  # fmt: skip
-    trained = TrainedModel(
+    return TrainedModel(
         preprocessor=prep,
         module=_loaded(contract.task, prep, params, fit),
         params=params,
@@ -212,9 +219,6 @@ def _train_in_process_group(
         seconds=seconds,
         history=fit.history,
     )
-    if contract.task == "binary":
-        tune_threshold(trained, splits, contract)
-    return trained
 
 
 def _loaded(

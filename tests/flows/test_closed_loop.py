@@ -27,11 +27,11 @@ from mlops.data.sources import Window, load_dataset
 from mlops.data.validate import validate_frame
 from mlops.inference.scoring import score_onnx
 from mlops.monitoring.policy import EVENTS
-from mlops.monitoring.prediction_store import read_prediction_log, read_window_profiles
-from mlops.monitoring.profile import profile_summary
+from mlops.monitoring.prediction_store import read_prediction_log
 from mlops.registry.store import Registry
-from mlops.settings import DEFAULT_CONTRACT
+from mlops.settings import DEFAULT_CONTRACT, get_settings
 from mlops.training.train import TrainParams, params_dict
+from stack.replay import profiled_rows
 from tests.support import service
 from tests.support.loop import (
     Loop,
@@ -94,18 +94,6 @@ def logged_rows(home: Path) -> int:
     return len(read_prediction_log(str(home / "predictions"), MODEL))
 
 
-def profiled_rows(home: Path, since: datetime) -> int:
-    """Return how many of v1's served rows since `since` the window profiles hold.
-
-    Monitoring reads the profiles, which the service writes after the log (every
-    profile_flush_s under traffic, at once when it pauses), so waiting on the log alone races.
-    """
-    view = read_window_profiles(
-        str(home / "profiles"), MODEL, "v1", since, datetime.now(UTC) + timedelta(hours=1), 60
-    )
-    return 0 if view is None else int(profile_summary(view)["count"].max())
-
-
 def served_version(url: str) -> str | None:
     """Return the version the prediction server says it serves."""
     return httpx.get(f"{url}/model", timeout=10).json().get("version")
@@ -157,8 +145,15 @@ def test_served_concept_drift_triggers_a_retrain_whose_better_model_serving_relo
         assert post_records(server.url, records) == {"v1"}
         loop.wait(lambda: logged_rows(home) >= len(records) or None, 30, "served rows logged")
         since = started.replace(second=0, microsecond=0)  # profile windows start on whole minutes
+        # monitoring reads the profiles, which serving writes after the log: wait for them too
+        settings = get_settings().model_copy(
+            update={"home": str(home), "model_name": MODEL, "profile_window_s": 60}
+        )
+        until = datetime.now(UTC) + timedelta(hours=1)
         loop.wait(
-            lambda: profiled_rows(home, since) >= len(records) or None, 60, "served rows profiled"
+            lambda: profiled_rows(settings, {"v1"}, since, until) >= len(records) or None,
+            60,
+            "served rows profiled",
         )
 
         # 3. Monitor the traffic since the test started: the labels show the decay
