@@ -9,6 +9,7 @@ from prefect import flow
 
 from mlops.registry.store import Registry
 from mlops.settings import get_settings
+from tasks.approval import await_approval, report_rejection
 from tasks.promotion import (
     check_version,
     promote_version,
@@ -25,6 +26,9 @@ def promote_model_flow(
     model_name: str | None = None,
     reason: str = "manual promotion",
     actor: str = "prefect-ui",
+    approval: bool = False,
+    approval_timeout_s: int = 3600,
+    approve_on_timeout: bool = False,
 ) -> dict[str, Any]:
     """Make a registered version the champion after checking that it loads and answers.
 
@@ -33,6 +37,9 @@ def promote_model_flow(
         model_name: Registry name of the model (default: MLOPS_MODEL_NAME).
         reason: Why, recorded in the registry history.
         actor: Who, recorded in the registry history.
+        approval: Pause after the checks until a reviewer approves or rejects in the Prefect UI.
+        approval_timeout_s: How long to wait for that decision.
+        approve_on_timeout: What no decision in time means (default: reject).
     """
     settings = get_settings()
     registry = Registry(settings.registry)
@@ -41,12 +48,36 @@ def promote_model_flow(
     # 1. Check: ONNX checksum, onnxruntime load and probe
     checked = check_version(registry, model_name, version, purpose="promote")
 
-    # 2. Move the alias (the registry writes its history), package, tell serving
+    # 2. Optionally, a person decides (the run pauses with a form in the UI)
+    if approval:
+        if approval_timeout_s < 1:
+            raise ValueError(f"approval_timeout_s must be at least 1, not {approval_timeout_s}")
+        champion = registry.aliases(model_name).aliases.get("champion")
+        decided = await_approval(
+            checked,
+            champion,
+            timeout_s=approval_timeout_s,
+            approve_on_timeout=approve_on_timeout,
+        )
+        if not decided.approved:
+            report_rejection(checked, champion, decided)
+            return {
+                "model": model_name,
+                "event": "rejected",
+                "from_version": champion,
+                "to_version": champion,
+                "candidate": checked.version,
+                "approval": decided.describe(),
+            }
+        actor = decided.reviewer or actor
+        reason = f"{reason}; {decided.describe()}"
+
+    # 3. Move the alias (the registry writes its history), package, tell serving
     change = promote_version(registry, checked, actor=actor, reason=reason)
     tag = save_champion_to_bentoml(registry, checked, flow="promote-model")
     reload = request_reload(settings)
 
-    # 3. Report
+    # 4. Report
     report_alias_change(registry, change, bento_tag=tag, reload=reload)
     return {**asdict(change), "bento_tag": tag, "reload": reload}
 

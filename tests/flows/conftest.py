@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from mlops.registry.store import Registry
+from tests.support.models import MODEL, copy_registry
 from tests.support.prefect_events import release_events_worker
 
 
@@ -26,3 +28,14 @@ def mlops_home(tmp_path, monkeypatch: pytest.MonkeyPatch) -> str:
     home = tmp_path / "mlops"
     monkeypatch.setenv("MLOPS_HOME", str(home))
     return str(home)
+
+
+@pytest.fixture
+def registry(mlops_home: str, monkeypatch: pytest.MonkeyPatch) -> Registry:
+    """A registry with v1 (champion) and v2 of MODEL, and no serving to notify."""
+    for name in ("MLOPS_SERVING_URL", "MLOPS_ADMIN_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLOPS_MODEL_NAME", MODEL)
+    found = copy_registry(f"{mlops_home}/registry")
+    found.promote(MODEL, "v1", actor="tests", reason="first champion")
+    return found

@@ -11,34 +11,14 @@ from typing import Any
 
 import bentoml
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from flows.promotion import promote_model_flow, rollback_model_flow
 from mlops.registry.store import Registry
 from tasks.promotion import PromotionRefused
-from tests.support.models import MODEL, copy_registry
+from tests.support.artifacts import run_artifacts
+from tests.support.models import MODEL
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def registry(mlops_home: str, monkeypatch: pytest.MonkeyPatch) -> Registry:
-    """A registry with v1 (champion) and v2 of MODEL, and no serving to notify."""
-    for name in ("MLOPS_SERVING_URL", "MLOPS_ADMIN_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("MLOPS_MODEL_NAME", MODEL)
-    found = copy_registry(f"{mlops_home}/registry")
-    found.promote(MODEL, "v1", actor="tests", reason="first champion")
-    return found
-
-
-def _artifacts(flow_run_id: Any) -> dict[str, Any]:
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
-        )
-    return {a.key: a.data for a in found if a.key}
 
 
 def _table(data: Any) -> list[dict[str, Any]]:
@@ -65,7 +45,7 @@ def test_promote_then_rollback_moves_the_champion_and_records_why(
     assert stored.info.labels["promoted_by"] == "promote-model"
     assert result["reload"].startswith("not requested")
 
-    artifacts = _artifacts(state.state_details.flow_run_id)
+    artifacts = run_artifacts(state.state_details.flow_run_id)
     markdown = artifacts["alias-change"]
     for text in ("| from | v1 |", "| to | **v2** |", "better recall", "| registry revision | 2 |"):
         assert text in markdown
