@@ -51,11 +51,19 @@ def prefect_env(base: dict[str, str], prefect_home: Path, api_url: str) -> dict[
 
 
 def start_prefect_server(
-    run_dir: Path, env: dict[str, str], cwd: Path, *, port: int, timeout_s: float = 120
+    run_dir: Path,
+    env: dict[str, str],
+    cwd: Path,
+    *,
+    port: int,
+    timeout_s: float = 120,
+    database_url: str | None = None,
 ) -> Background:
-    """Start `prefect server start` on 127.0.0.1:`port` (SQLite under PREFECT_HOME); wait for it.
+    """Start `prefect server start` on 127.0.0.1:`port`; wait for it.
 
-    The scheduler service is off: scheduled runs do not start by themselves on this server
+    Its database is `database_url` (e.g. `postgresql+asyncpg://user:password@host/db`), else the
+    environment's PREFECT_API_DATABASE_CONNECTION_URL, else SQLite under PREFECT_HOME. The
+    scheduler service is off: scheduled runs do not start by themselves on this server
     (deployments keep their schedules; event triggers still fire).
     """
     api = f"http://127.0.0.1:{port}/api"
@@ -63,6 +71,9 @@ def start_prefect_server(
         "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
         "PREFECT_UI_API_URL": api,
     }
+    if database_url is not None:  # the newer name would win over it
+        server_env.pop("PREFECT_SERVER_DATABASE_CONNECTION_URL", None)
+        server_env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
     command = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     server = start("prefect-server", command, run_dir=run_dir, env=server_env, cwd=cwd, url=api)
     return wait_ready(

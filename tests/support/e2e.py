@@ -7,14 +7,17 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops.data.simulate import SimulationConfig
+from mlops.data.simulate import SimulationConfig, simulate
 from mlops.registry.store import Registry
 from mlops.settings import REPO_ROOT
 from stack import services as stack
+from tests.support.prefect_events import release_events_worker
 
 MODEL = "card-fraud"  # the name prefect.yaml's trigger watches
 WORLD = SimulationConfig(days=12, rows_per_day=1000, seed=5, label_delay_days=1)
@@ -60,6 +63,51 @@ def stack_env(home: Path, api: str) -> dict[str, str]:
         "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
         "PREFECT_WORKER_QUERY_SECONDS": "1",
     }
+
+
+@contextmanager
+def running_stack(home: Path, database_url: str | None = None) -> Iterator[E2EStack]:
+    """Start the server, bootstrap it, deploy prefect.yaml, start one worker per pool; stop all.
+
+    `database_url` is the server's PREFECT_API_DATABASE_CONNECTION_URL (None: SQLite under
+    `home`/prefect).
+    """
+    run_dir = home / "run"
+    port = stack.free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = stack_env(home, api)
+    simulate(str(home / "data" / "simulated"), WORLD)
+    release_events_worker()  # one created for an earlier server would keep its URL
+    try:
+        stack.start_prefect_server(run_dir, env, REPO_ROOT, port=port, database_url=database_url)
+        stack.run_checked(bootstrap_command(), env, REPO_ROOT, "mlops bootstrap")
+        deploy = [str(stack.BIN / "prefect"), "--no-prompt", "deploy", "--all"]
+        stack.run_checked(deploy, env | {"PWD": str(REPO_ROOT)}, REPO_ROOT, "prefect deploy")
+        for pool in stack.POOLS:
+            stack.start_worker(pool, run_dir, env, REPO_ROOT)
+        yield E2EStack(api, f"http://127.0.0.1:{port}", home, run_dir, env)
+    finally:
+        release_events_worker()  # while its server still answers
+        stack.stop_all(run_dir)
+
+
+@contextmanager
+def client_of(e2e: E2EStack) -> Iterator[E2EStack]:
+    """Point this process's Prefect client at the stack (and its result storage)."""
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_HOME,
+        PREFECT_LOCAL_STORAGE_PATH,
+        temporary_settings,
+    )
+
+    updates: dict[Any, Any] = {
+        PREFECT_API_URL: e2e.api,
+        PREFECT_HOME: str(e2e.home / "prefect"),
+        PREFECT_LOCAL_STORAGE_PATH: str(e2e.home / "prefect" / "storage"),
+    }
+    with temporary_settings(updates=updates):
+        yield e2e
 
 
 def bootstrap_command(*extra: str) -> list[str]:
