@@ -1,5 +1,6 @@
 """The Prefect UI in headless Chromium: a custom run of train-model from its form, to Completed;
-the drift report's verdict, chart and table where users look.
+the drift report's verdict, chart and table where users look; a promotion approved in the form
+of its paused run.
 
 Needs Debian's `chromium` (apt-get install -y chromium) and Python's `playwright`
 (pip install playwright; never `playwright install`: it drives the system Chromium).
@@ -20,7 +21,9 @@ from mlops.contract.loader import load_contract
 from mlops.monitoring.drift import feature_drift
 from mlops.monitoring.drift_view import CHART_WIDTH, drift_headline, drift_markdown, saved_at
 from mlops.monitoring.profile import profile_frame
+from mlops.release.build import train_and_register
 from mlops.settings import DEFAULT_CONTRACT, REPO_ROOT
+from mlops.training.train import TrainParams
 from tests.support.e2e import MODEL, E2EStack
 from tests.support.service import simulated_rows
 
@@ -93,10 +96,10 @@ def test_custom_run_of_train_model_from_the_ui_form_reaches_completed(
     assert version.manifest["parameters"]["max_epochs"] == 1
 
 
-def form_field(page: Any, label: str) -> Any:
-    """Return the schema form's property whose label starts with `label`."""
+def form_field(page: Any, label: str, within: Any = None) -> Any:
+    """Return the schema form's property whose label starts with `label` (in `within`)."""
     title = page.locator(".schema-form-property__label", has_text=re.compile(f"^{label}"))
-    return page.locator(".schema-form-property", has=title).last
+    return (within or page).locator(".schema-form-property", has=title).last
 
 
 def read_deployment(name: str) -> Any:
@@ -196,3 +199,77 @@ def show_markdown(key: str, markdown: str) -> str:
     with get_client(sync_client=True) as client:
         artifact = client.create_artifact(ArtifactCreate(key=key, type="markdown", data=markdown))
     return str(artifact.id)
+
+
+def test_a_promotion_waits_for_approval_given_in_the_paused_runs_form(
+    prefect_api: E2EStack, browser: Any
+) -> None:
+    """promote-model with approval pauses on a worker; the reviewer approves in the UI's form."""
+    from prefect.client.orchestration import get_client
+
+    registry = prefect_api.registry
+    candidate = train_and_register(
+        registry, MODEL, load_contract(DEFAULT_CONTRACT), simulated_rows(days=4, seed=3),
+        TrainParams(max_epochs=1, seed=3, accelerator="cpu"),
+        actor="tests", reason="a candidate to approve", data_uri="test", prefer_gpu=False,
+    ).version.version  # fmt: skip
+    champion = registry.aliases(MODEL).aliases.get("champion")
+    wait_until_idle(timeout_s=300)
+    parameters = {"version": candidate, "approval": True, "approval_timeout_s": 600}
+    with get_client(sync_client=True) as client:  # (run_deployment is async inside playwright)
+        run = client.create_flow_run_from_deployment(
+            read_deployment("promote-model/promote-model").id, parameters=parameters
+        )
+    wait_paused_for_input(run.id, timeout_s=180, e2e=prefect_api)
+    assert registry.aliases(MODEL).aliases.get("champion") == champion  # nothing moved yet
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(30_000)
+    try:
+        page.goto(f"{prefect_api.ui}/runs/flow-run/{run.id}")
+        page.get_by_role("button", name="Resume", exact=True).click()
+        modal = page.locator(".p-modal__card")
+        modal.get_by_text(f"Promote {MODEL} {candidate}").wait_for()
+        form_field(page, "Approve", within=modal).get_by_role("switch").click()
+        form_field(page, "Reason", within=modal).locator("textarea").fill("browser: looks right")
+        form_field(page, "Reviewer", within=modal).locator("textarea").fill("ana")
+        page.screenshot(path=str(ARTIFACTS / "approval-form.png"), full_page=True)
+        modal.get_by_role("button", name="Submit", exact=True).click()
+        with get_client(sync_client=True) as client:
+            deadline = time.time() + 120
+            while time.time() < deadline:
+                state = client.read_flow_run(run.id).state
+                if state is not None and state.is_final():
+                    break
+                time.sleep(1)
+        assert state is not None and state.is_completed(), f"{state}\n{prefect_api.logs()}"
+    except BaseException:
+        page.screenshot(path=str(ARTIFACTS / "failure-approval.png"), full_page=True)
+        raise
+    finally:
+        page.close()
+    assert registry.aliases(MODEL).aliases["champion"] == candidate
+    last = registry.history(MODEL)[-1]
+    assert (last["event"], last["to"], last["actor"]) == ("promoted", candidate, "ana")
+    assert "approved by ana (browser: looks right)" in last["reason"]
+
+
+def wait_paused_for_input(run_id: Any, timeout_s: float, e2e: E2EStack) -> None:
+    """Wait until the run is paused and its form's schema is saved (the UI shows it then)."""
+    from prefect.client.orchestration import get_client
+
+    deadline = time.time() + timeout_s
+    with get_client(sync_client=True) as client:
+        while time.time() < deadline:
+            state = client.read_flow_run(run_id).state
+            keyset = state.state_details.run_input_keyset if state is not None else None
+            if state is not None and state.is_paused() and keyset:
+                try:
+                    client.read_flow_run_input(run_id, keyset["schema"])
+                    return
+                except Exception:  # the schema is saved just after the pause
+                    pass
+            if state is not None and state.is_final():
+                pytest.fail(f"promote-model ended before asking: {state}\n{e2e.logs()}")
+            time.sleep(1)
+    pytest.fail(f"promote-model did not pause for approval in {timeout_s} s\n{e2e.logs()}")
