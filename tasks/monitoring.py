@@ -153,16 +153,27 @@ def record_decision(settings: Settings, model_name: str, result: dict[str, Any])
     """Append this window's figures to the monitoring history (the policy reads it next time)."""
     fs, path = _history_file(settings, model_name)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    previous = fs.cat_file(path) if fs.exists(path) else b""
-    write_atomic(fs, path, previous + json.dumps(result, default=str).encode() + b"\n")
+    write_atomic(
+        fs, path, _read_or_empty(fs, path) + json.dumps(result, default=str).encode() + b"\n"
+    )
 
 
 def read_history(settings: Settings, model_name: str) -> list[dict[str, Any]]:
     """Return the monitoring history, oldest first."""
     fs, path = _history_file(settings, model_name)
-    if not fs.exists(path):
-        return []
-    return [json.loads(line) for line in fs.cat_file(path).decode().splitlines() if line.strip()]
+    text = _read_or_empty(fs, path).decode()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _read_or_empty(fs: Any, path: str) -> bytes:
+    """Return a file's bytes, or none when it is missing.
+
+    Not exists(): on S3 it answers from a listing cache that another process's write leaves stale.
+    """
+    try:
+        return bytes(fs.cat_file(path))
+    except FileNotFoundError:
+        return b""
 
 
 def _history_file(settings: Settings, model_name: str) -> tuple[Any, str]:

@@ -11,6 +11,9 @@ import pytest
 
 from mlops.settings import TELEMETRY_OPT_OUTS
 
+# The S3 API server fixtures (`s3`, `s3_env`, `s3_home`), one server for the whole session: an
+# s3fs instance is cached with the endpoint it was made with, so a second server would split state.
+pytest_plugins = ["tests.support.s3_server"]
 _SESSION_DIR = pytest.StashKey[str]()
 
 

@@ -119,6 +119,8 @@ def load_dataset(
 
 
 def _find(fs: Any, root: str, uri: str) -> list[str]:
+    # Other processes land new files: an object store's cached listing of the folder misses them
+    fs.invalidate_cache(root)
     if not fs.exists(root):
         raise DataSourceError(f"no file or folder at {uri}")
     if fs.isfile(root):

@@ -105,7 +105,9 @@ def read_prediction_log(
 ) -> pd.DataFrame:
     """Read the logged predictions of a model received in [start, end), oldest first."""
     fs, base = url_to_fs(predictions_url, **(storage_options or {}))
-    paths = fs.glob(f"{base.rstrip('/')}/{model_name}/date=*/part-*.parquet")
+    folder = f"{base.rstrip('/')}/{model_name}"
+    fs.invalidate_cache(folder)  # other processes write the parts; a cached listing misses them
+    paths = fs.glob(f"{folder}/date=*/part-*.parquet")
     first = None if start is None else as_utc(start).date()
     last = None if end is None else as_utc(end).date()
     frames = [
@@ -158,8 +160,10 @@ def read_overlapping_profiles(
     The starts are the distinct profile windows merged, oldest first (none: no view).
     """
     fs, base = url_to_fs(profiles_url, **(storage_options or {}))
+    folder = f"{base.rstrip('/')}/{model_name}/{model_version}"
+    fs.invalidate_cache(folder)  # other processes write the windows; a cached listing misses them
     try:
-        paths = fs.ls(f"{base.rstrip('/')}/{model_name}/{model_version}", detail=False)
+        paths = fs.ls(folder, detail=False)
     except FileNotFoundError:
         return None, []
     low, high = as_utc(start), as_utc(end)

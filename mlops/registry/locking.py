@@ -30,6 +30,8 @@ from mlops.registry.owner import Owner, is_alive, this_process
 STALE_LOCK_S = 300.0
 # Breaking takes milliseconds: a break marker this old was left by a breaker that died midway.
 ABANDONED_BREAK_S = 30.0
+# Object stores whose single upload (PUT) replaces a whole object in one step.
+_OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "abfs", "az"}
 # Threads of one process queue on these before racing for the lock file (memory:// needs it).
 _THREAD_LOCKS: dict[str, threading.Lock] = {}
 _THREAD_LOCKS_GUARD = threading.Lock()
@@ -132,6 +134,9 @@ def read_lock(fs: AbstractFileSystem, path: str) -> LockState | None:
 
 def write_atomic(fs: AbstractFileSystem, path: str, data: bytes) -> None:
     """Replace a file in one step: readers see the old content or the new, never a mix."""
+    if _puts_whole_objects(fs):
+        fs.pipe_file(path, data)
+        return
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
     fs.pipe_file(tmp, data)
     try:
@@ -143,6 +148,16 @@ def write_atomic(fs: AbstractFileSystem, path: str, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             fs.rm(tmp)
         raise
+
+
+def _puts_whole_objects(fs: AbstractFileSystem) -> bool:
+    """Tell whether `fs` is an object store, where one upload replaces an object atomically.
+
+    There a temporary file and a move buys nothing: the move is a copy (atomic the same way)
+    and a delete, three more requests.
+    """
+    protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+    return bool(protocols & _OBJECT_STORES)
 
 
 def _acquire_lock_file(fs: AbstractFileSystem, path: str, key: str, timeout_s: float) -> str:

@@ -138,7 +138,12 @@ class RegistryStorage(ABC):
             with open(path, "ab") as f:
                 f.write(line)
             return
-        existing = self._fs.cat_file(path) if self._fs.exists(path) else b""
+        # Read, not exists(): s3fs answers exists() from its listing cache, which misses a file
+        # another process wrote since, and a stale "no" would overwrite the history so far.
+        try:
+            existing = self._fs.cat_file(path)
+        except FileNotFoundError:
+            existing = b""
         self._write_atomic(path, existing + line)
 
     def _write_atomic(self, path: str, data: bytes) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fsspec.core import url_to_fs
 from prefect.settings import PREFECT_API_URL
 
 from flows.monitoring import monitor_model_flow
@@ -74,14 +75,16 @@ def retrain_parameters() -> dict[str, Any]:
     }
 
 
-SPEC = {"deployment": DEPLOYMENT, "model_name": MODEL, "parameters": retrain_parameters()}
+def spec(deployment: str) -> dict[str, Any]:
+    """The runner's deployment of train-model, named `deployment`, with its defaults."""
+    return {"deployment": deployment, "model_name": MODEL, "parameters": retrain_parameters()}
 
 
-def runner_env(home: Path, tmp_path: Path) -> dict[str, str]:
-    """The runner's environment: the test API, this test's MLOPS_HOME, fast polling."""
+def runner_env(home: str, tmp_path: Path) -> dict[str, str]:
+    """The runner's environment: the test API, this test's MLOPS_HOME (AWS_* kept), polling."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
     return env | {
-        "MLOPS_HOME": str(home),
+        "MLOPS_HOME": home,
         "PREFECT_API_URL": str(PREFECT_API_URL.value()),
         "PREFECT_HOME": str(tmp_path / "prefect-home"),
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",
@@ -89,9 +92,9 @@ def runner_env(home: Path, tmp_path: Path) -> dict[str, str]:
     }
 
 
-def logged_rows(home: Path) -> int:
+def logged_rows(home: str) -> int:
     """Return how many served rows the prediction log holds."""
-    return len(read_prediction_log(str(home / "predictions"), MODEL))
+    return len(read_prediction_log(f"{home}/predictions", MODEL))
 
 
 def served_version(url: str) -> str | None:
@@ -99,13 +102,13 @@ def served_version(url: str) -> str | None:
     return httpx.get(f"{url}/model", timeout=10).json().get("version")
 
 
-def labelled_rows(simulated: Path, first: int, end: int) -> Any:
+def labelled_rows(simulated: str, first: int, end: int) -> Any:
     """Return the valid labelled rows of days [first, end)."""
     contract = load_contract(DEFAULT_CONTRACT)
     loaded = load_dataset(
-        str(simulated / "raw"),
+        f"{simulated}/raw",
         contract,
-        labels_uri=str(simulated / "labels"),
+        labels_uri=f"{simulated}/labels",
         window=Window(start=day(first), end=day(end)),
     )
     return validate_frame(loaded.labeled_frame(), contract).valid
@@ -118,16 +121,26 @@ def roc_auc(registry: Registry, version: str, rows: Any) -> float:
     return score_onnx(registry.read_onnx(MODEL, version), manifest, rows, contract)["roc_auc"]
 
 
+@pytest.fixture(params=["local", "s3"])
+def loop_home(request: pytest.FixtureRequest) -> str:
+    """MLOPS_HOME of the loop: a local folder, or a prefix of a bucket on a real S3 API server."""
+    return str(request.getfixturevalue("mlops_home" if request.param == "local" else "s3_home"))
+
+
 def test_served_concept_drift_triggers_a_retrain_whose_better_model_serving_reloads(
-    prefect_server: None, mlops_home: str, tmp_path: Path
+    prefect_server: None, loop_home: str, tmp_path: Path
 ) -> None:
-    home, started = Path(mlops_home), datetime.now(UTC)
-    simulated = home / "data" / "simulated"
-    simulate(str(simulated), CONFIG)
+    home, started = loop_home, datetime.now(UTC)
+    # One deployment per case: the session's Prefect API keeps the other case's runs.
+    deployment = DEPLOYMENT if "://" not in home else f"{DEPLOYMENT}-s3"
+    simulated = f"{home}/data/simulated"
+    simulate(simulated, CONFIG)
     with ExitStack() as stack:
         # 1. The runner starts (it registers train-model and its trigger) while v1 trains
         runner = stack.enter_context(
-            train_model_runner(SPEC, runner_env(home, tmp_path), tmp_path / "runner.log")
+            train_model_runner(
+                spec(deployment), runner_env(home, tmp_path), tmp_path / "runner.log"
+            )
         )
         stack.callback(delete_automations, TRIGGER.name)
         v1 = train_model_flow(model_name=MODEL, data=DataSpec(end=day(14)), training=FAST)
@@ -135,11 +148,11 @@ def test_served_concept_drift_triggers_a_retrain_whose_better_model_serving_relo
 
         # 2. Serve v1 and replay the concept-drifted days through HTTP
         server_env = service.server_env(
-            home, home / "registry", MLOPS_MODEL_NAME=MODEL, MLOPS_RELOAD_INTERVAL_S="1",
-            MLOPS_PROFILE_WINDOW_S="60",
+            tmp_path / "serving", f"{home}/registry", MLOPS_HOME=home, MLOPS_MODEL_NAME=MODEL,
+            MLOPS_RELOAD_INTERVAL_S="1", MLOPS_PROFILE_WINDOW_S="60",
         )  # fmt: skip
         server = stack.enter_context(service.bentoml_server(server_env, tmp_path / "server.log"))
-        loop = Loop(runner, server, f"train-model/{DEPLOYMENT}")
+        loop = Loop(runner, server, f"train-model/{deployment}")
         automation = loop.registered_automation(TRIGGER.name)
         records = [r for d in SERVED_DAYS for r in day_records(simulated, CONFIG.date_of(d))]
         assert post_records(server.url, records) == {"v1"}
@@ -161,7 +174,7 @@ def test_served_concept_drift_triggers_a_retrain_whose_better_model_serving_relo
             model_name=MODEL,
             window=MonitorWindow(start=since),
             thresholds=RELAXED,
-            labels_uri=str(simulated / "labels"),
+            labels_uri=f"{simulated}/labels",
             return_state=True,
         )
         monitor = monitored.result()
@@ -178,10 +191,10 @@ def test_served_concept_drift_triggers_a_retrain_whose_better_model_serving_relo
     assert automation.trigger.match.root == {"prefect.resource.id": f"mlops.model.{MODEL}"}
     reason = run.parameters["reason"]
     assert reason == f"{monitor['event']}: {monitor['explanation']}"
-    assert run.parameters["data"] == SPEC["parameters"]["data"]
+    assert run.parameters["data"] == retrain_parameters()["data"]
 
     # v2 was trained by that run, passed the gate, is served, and is better on post-drift days
-    registry = Registry(str(home / "registry"))
+    registry = Registry(f"{home}/registry")
     champion = registry.get(MODEL, "champion")
     assert champion.version == "v2"
     assert (champion.manifest["flow_run_id"], champion.manifest["reason"]) == (str(run.id), reason)
@@ -194,6 +207,12 @@ def test_served_concept_drift_triggers_a_retrain_whose_better_model_serving_relo
     print("roc_auc by (days, version):", scores)
     for span in ((21, 24), (26, 30)):
         assert scores[span, "v2"] > scores[span, "v1"] + 0.05, scores
+
+    # Every store lies under MLOPS_HOME (on S3: in the bucket), whatever process wrote it
+    fs, root = url_to_fs(home)
+    fs.invalidate_cache()
+    stores = {path[len(root.rstrip("/")) + 1 :].split("/")[0] for path in fs.find(root)}
+    assert {"registry", "data", "predictions", "profiles", "reports", "monitoring"} <= stores
 
     # Every run left its artifacts
     assert artifact_keys(registry.get(MODEL, "v1").manifest["flow_run_id"]) >= TRAIN_ARTIFACTS

@@ -86,9 +86,9 @@ def serve_train_model(spec: dict[str, Any]) -> None:
 # -- traffic and data -------------------------------------------------------------------------
 
 
-def day_records(simulated: Path, day: date) -> list[dict[str, Any]]:
-    """Return a simulated day's raw rows as JSON-ready request records."""
-    frame = pd.read_parquet(simulated / "raw" / f"date={day.isoformat()}" / "part-000.parquet")
+def day_records(simulated: str | Path, day: date) -> list[dict[str, Any]]:
+    """Return a simulated day's raw rows (a local folder or fsspec URL) as request records."""
+    frame = pd.read_parquet(f"{simulated}/raw/date={day.isoformat()}/part-000.parquet")
     return json.loads(frame.to_json(orient="records", date_format="iso"))
 
 
