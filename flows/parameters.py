@@ -110,3 +110,24 @@ class ReplaySpec(BaseModel):
         None, ge=1, description="Retrain on the newest N rows (default: every row seen so far)."
     )
     max_batches: int | None = Field(None, ge=1, description="Stop after N batches.")
+
+
+class SearchSpec(BaseModel):
+    """How tune-model searches: trials, parallelism, time budget and where the study lives."""
+
+    n_trials: int = Field(16, ge=1, description="Trials this run adds to the study.")
+    parallel: int = Field(
+        2, ge=1, description="Trials at once: local Dask worker processes (one thread each)."
+    )
+    timeout_s: float | None = Field(
+        None, gt=0, description="No trial starts after this many seconds (running ones finish)."
+    )
+    storage: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the Optuna study (default: SQLite under a local "
+        "MLOPS_HOME; trials on many machines need a shared database, e.g. postgresql://...).",
+    )
+    study_name: str | None = Field(
+        None, description="Study name (default: the model name); a rerun continues it."
+    )
+    seed: int = Field(42, description="Sampler seed (trial n of a run draws from seed + n).")

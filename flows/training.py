@@ -4,12 +4,15 @@ register -> gate."""
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.parameters import DataSpec, GateSpec
+from mlops.contract.spec import Contract
 from mlops.registry.store import Registry
 from mlops.release.candidate import attach_first_outputs
 from mlops.release.lineage import data_lineage
@@ -37,11 +40,31 @@ def train_model_flow(
     """Train a challenger on a data window, verify its ONNX export, and gate it vs the champion."""
     settings, data, gate = get_settings(), data or DataSpec(), gate or GateSpec()
     params, model_name = training or TrainParams(), model_name or settings.model_name
-    data_uri, labels_uri = data.uris(settings.data)
     run_id = str(flow_run.get_id() or "local")
-    actor = f"train-model/{run_id}"
 
     # 1. Data: read the window, validate against the contract, quarantine failures
+    rows = prepare_rows(data, model_name, run_id, max_failing_share)
+
+    # 2-4. Train, evaluate, refit, export + verify, register, gate
+    return release_model(rows, params, gate, model_name, run_id=run_id, reason=reason)
+
+
+@dataclass(frozen=True)
+class TrainingRows:
+    """The validated rows of a data window, with their contract and where they came from."""
+
+    contract: Contract
+    valid: pd.DataFrame
+    data_uri: str
+    labels_uri: str | None
+
+
+def prepare_rows(
+    data: DataSpec, model_name: str, run_id: str, max_failing_share: float
+) -> TrainingRows:
+    """Read the window, validate it against the contract, quarantine failures and incidents."""
+    settings = get_settings()
+    data_uri, labels_uri = data.uris(settings.data)
     contract = read_contract(data.contract or settings.contract)
     loaded = load_data(data_uri, contract, labels_uri=labels_uri, window=data.window())
     valid = validate_data(
@@ -53,10 +76,25 @@ def train_model_flow(
     ).valid
     if data.exclude_incidents:  # rows served while monitoring saw a broken feed
         valid = set_aside_incidents(valid, contract, settings, model_name, batch=f"train-{run_id}")
+    return TrainingRows(contract, valid, data_uri, labels_uri)
+
+
+def release_model(
+    rows: TrainingRows,
+    params: TrainParams,
+    gate: GateSpec,
+    model_name: str,
+    *,
+    run_id: str,
+    reason: str,
+    actor: str | None = None,
+) -> dict[str, Any]:
+    """Train on validated rows, evaluate, refit, export + verify, register and gate (in a flow)."""
+    contract, valid, actor = rows.contract, rows.valid, actor or f"train-model/{run_id}"
 
     # 2. Train (after a change of concept, maybe on the rows since it only), evaluate on the
     #    newest rows, then refit on all rows learned (the metrics stay the first model's)
-    registry = Registry(settings.registry)
+    registry = Registry(get_settings().registry)
     check_registry_lock(registry, model_name)  # a held lock fails the run now, not after training
     change = find_change(registry, model_name, valid, contract, params)
     with gpu_slot(params.accelerator, params.devices):
@@ -70,7 +108,9 @@ def train_model_flow(
             model = refit_model(model, fitted.rows, contract)
 
     # 3. Export, verify, describe, register as challenger
-    lineage = data_lineage(data_uri, labels_uri, splits, contract.timestamp_column, fitted.rows)
+    lineage = data_lineage(
+        rows.data_uri, rows.labels_uri, splits, contract.timestamp_column, fitted.rows
+    )
     with tempfile.TemporaryDirectory(prefix="mlops-export-") as workdir:
         candidate = prepare_candidate(
             model, contract, splits, lineage, metrics, slices,

@@ -18,7 +18,7 @@ from rich.table import Table
 from mlops.settings import get_settings, quiet_telemetry
 from stack.backtest_cli import backtest
 from stack.cli_errors import CliGroup
-from stack.cli_flows import monitor, promote, rollback, score, train
+from stack.cli_flows import monitor, promote, rollback, score, train, tune
 from stack.cli_replay import replay
 
 app = typer.Typer(
@@ -69,7 +69,7 @@ def simulate(
         console.print(f"  {event.start} .. {event.end}  {event.kind:16} {event.description}")
 
 
-for command in (train, promote, rollback, monitor, score, replay, backtest):
+for command in (train, tune, promote, rollback, monitor, score, replay, backtest):
     app.command()(command)
 
 

@@ -1,4 +1,4 @@
-"""`mlops train`, `promote`, `rollback`, `monitor`, `score`: run a flow in this process.
+"""`mlops train`, `tune`, `promote`, `rollback`, `monitor`, `score`: run a flow in this process.
 
 Each command imports its flow lazily (importing Prefect takes seconds) and runs it like a
 function; a temporary Prefect server starts when PREFECT_API_URL is not set.
@@ -217,3 +217,40 @@ def score(
         f"{result['model']} {result['version']} scored {result['rows']} rows: "
         f"{result['valid']} valid, {result['quarantined']} quarantined -> {where}"
     )
+
+
+def tune(
+    ctx: typer.Context,
+    data_uri: Annotated[
+        str | None, typer.Option(help="Data file/folder (default: simulated).")
+    ] = None,
+    contract: Annotated[str | None, typer.Option(help="Contract YAML.")] = None,
+    model_name: Annotated[str | None, typer.Option(help="Registry model name.")] = None,
+    trials: Annotated[int, typer.Option(help="Trials this run adds to the study.")] = 16,
+    parallel: Annotated[int, typer.Option(help="Trials at once (Dask worker processes).")] = 2,
+    max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs per trial.")] = 25,
+    storage: Annotated[
+        str | None, typer.Option(help="Study database URL (default: SQLite under MLOPS_HOME).")
+    ] = None,
+    accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
+) -> None:
+    """Search hyperparameters, then register and gate the best (the tune-model flow)."""
+    quiet_telemetry()
+    from flows.parameters import DataSpec, SearchSpec
+    from flows.tuning import tune_model_flow
+    from mlops.training.train import TrainParams
+
+    end = None if data_uri else default_train_end(get_settings())
+    result = run_flow(
+        ctx, tune_model_flow, model_name=model_name,
+        data=DataSpec(contract=contract, data_uri=data_uri,
+                      end=dt.datetime.fromisoformat(end) if end else None),
+        training=TrainParams(max_epochs=max_epochs, accelerator=accelerator),
+        search=SearchSpec(n_trials=trials, parallel=parallel, storage=storage),
+    )  # fmt: skip
+    counts = result["trials"]
+    console.print(
+        f"study: {counts['complete']} complete, {counts['pruned']} pruned, {counts['failed']} "
+        f"failed; best trial {result['best_trial']} (val_loss {result['best_value']:.4f})"
+    )
+    console.print(f"[bold]{result['verdict']}[/]")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Annotated, Any, Literal
 
@@ -149,24 +150,39 @@ def _arrays(
 
 
 def train_model(
-    splits: Splits, contract: Contract, params: TrainParams, *, progress: bool = False
+    splits: Splits,
+    contract: Contract,
+    params: TrainParams,
+    *,
+    progress: bool = False,
+    callbacks: Sequence[pl.Callback] = (),
 ) -> TrainedModel:
-    """Fit preprocessing on the train split and train with early stopping on validation loss."""
+    """Fit preprocessing on the train split and train with early stopping on validation loss.
+
+    `callbacks` join the Trainer's (one process only: a process group takes none).
+    """
     pl.seed_everything(params.seed, workers=True, verbose=False)
     prep = fit_preprocessor(
         splits.train, contract, max_vocab=params.max_vocab, min_count=params.min_category_count
     )
     if uses_process_group(params):
+        if callbacks:
+            raise ValueError("callbacks need a fit in this process (devices 1, strategy auto)")
         trained = _train_in_process_group(splits, contract, prep, params)
     else:
-        trained = _train_here(splits, contract, prep, params, progress)
+        trained = _train_here(splits, contract, prep, params, progress, callbacks)
     if contract.task == "binary":
         tune_threshold(trained, splits, contract)
     return trained
 
 
 def _train_here(
-    splits: Splits, contract: Contract, prep: Preprocessor, params: TrainParams, progress: bool
+    splits: Splits,
+    contract: Contract,
+    prep: Preprocessor,
+    params: TrainParams,
+    progress: bool,
+    callbacks: Sequence[pl.Callback] = (),
 ) -> TrainedModel:
     """Train in this process on one device, with early stopping on validation loss."""
     module = build_module(contract.task, prep, params)
@@ -174,7 +190,7 @@ def _train_here(
     best = BestWeights()
     started = time.perf_counter()
     with quiet_libraries():
-        trainer = build_trainer(params, [best], progress=progress)
+        trainer = build_trainer(params, [best, *callbacks], progress=progress)
         trainer.fit(module, datamodule=data)
     device = str(trainer.strategy.root_device)
     seconds = time.perf_counter() - started

@@ -39,6 +39,7 @@ from tests.support.e2e import (
 pytestmark = pytest.mark.slow
 DEPLOYMENTS = {
     "train-model": "gpu-pool",
+    "tune-model": "gpu-pool",
     "monitor-model": "cpu-pool",
     "promote-model": "cpu-pool",
     "rollback-model": "cpu-pool",

@@ -58,3 +58,22 @@ def test_training_takes_no_gpu_slot_without_a_cuda_device() -> None:
     assert isinstance(gpu_slot("cpu"), contextlib.nullcontext)
     if not torch.cuda.is_available():
         assert isinstance(gpu_slot("auto"), contextlib.nullcontext)
+
+
+def test_tune_model_deploys_on_the_gpu_pool_with_parameters_its_flow_accepts() -> None:
+    import inspect
+
+    from flows.parameters import SearchSpec
+    from flows.tuning import tune_model_flow
+
+    config = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())
+    by_name = {d["name"]: d for d in config["deployments"]}
+    tune, train = by_name["tune-model"], by_name["train-model"]
+    module, name = tune["entrypoint"].split(":")
+
+    assert (module, name) == ("flows/tuning.py", tune_model_flow.fn.__name__)
+    assert tune_model_flow.name == "tune-model"
+    assert tune["work_pool"] == train["work_pool"] and tune["work_pool"]["name"] == "gpu-pool"
+    assert set(tune["parameters"]) <= set(inspect.signature(tune_model_flow.fn).parameters)
+    assert tune["parameters"]["data"] == train["parameters"]["data"]
+    assert SearchSpec(**tune["parameters"]["search"]).n_trials == 16
