@@ -14,7 +14,7 @@ export WHYLOGS_NO_ANALYTICS ?= 1
 export DO_NOT_TRACK ?= 1
 export PYTHONUNBUFFERED ?= 1
 
-.PHONY: help setup setup-browser demo stop test test-fast test-e2e lint format bench bench-loop clean
+.PHONY: help setup setup-browser demo stop test test-fast test-e2e lint format bench bench-gpu bench-loop clean
 
 help: ## Show the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -63,6 +63,10 @@ bench: setup ## Run the benchmarks in bench/ (JSON + markdown in bench/results/)
 	$(BIN)/python -m bench.monitoring
 	$(BIN)/python -m bench.gpu
 	$(BIN)/python -m bench.backtest
+
+bench-gpu: setup ## GPU against CPU (training, onnxruntime) and two trainings under the gpu limit
+	$(BIN)/python -m bench.gpu
+	$(BIN)/python -m bench.gpu_limit
 
 bench-loop: setup ## Judge the retraining loop on six histories (bench/results/loop.md), ~20 min
 	$(BIN)/python -m bench.loop $(LOOP_ARGS)
