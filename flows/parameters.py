@@ -125,7 +125,8 @@ class SearchSpec(BaseModel):
     storage: str | None = Field(
         None,
         description="SQLAlchemy URL of the Optuna study (default: SQLite under a local "
-        "MLOPS_HOME; trials on many machines need a shared database, e.g. postgresql://...).",
+        "MLOPS_HOME; trials on many machines need a shared database, e.g. "
+        "postgresql+psycopg://user:password@host/db?options=-csearch_path%3Doptuna).",
     )
     study_name: str | None = Field(
         None, description="Study name (default: the model name); a rerun continues it."

@@ -121,7 +121,8 @@ def study_storage(home: str, storage: str | None = None) -> str:
     if "://" in local:
         raise ValueError(
             f"MLOPS_HOME is {home}: a SQLite file there cannot be shared by trials on other "
-            "machines; give the study a database URL (storage, e.g. postgresql://user@host/db)"
+            "machines; give the study a database URL (search.storage, e.g. "
+            "postgresql+psycopg://user:password@host/db)"
         )
     return f"sqlite:///{Path(local).resolve() / 'tuning' / 'optuna.db'}"
 
