@@ -8,8 +8,6 @@ pointing at it.
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -19,15 +17,6 @@ from tests.support.postgres import Postgres, running_postgres, skip_without_post
 
 pytestmark = pytest.mark.slow
 OPTUNA_SCHEMA = "optuna"  # Prefect's tables (and its alembic_version) stay in `public`
-# one process of the study's workers: the study is found by name in the shared storage
-TRIALS = """
-import sys
-import optuna
-
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-study = optuna.load_study(study_name=sys.argv[1], storage=sys.argv[2])
-study.optimize(lambda trial: (trial.suggest_float("x", -10, 10) - 2) ** 2, n_trials=3)
-"""
 
 
 @pytest.fixture(scope="module")
@@ -70,28 +59,33 @@ def test_train_and_monitor_deployments_run_on_a_prefect_server_backed_by_postgre
     assert not list((pg_stack.home / "prefect").rglob("*.db")), "a SQLite database was created"
 
 
-def test_an_optuna_study_in_the_same_database_takes_trials_from_two_processes(
+def test_tune_model_keeps_its_optuna_study_in_the_same_database(
     pg_stack: E2EStack, postgres: Postgres
 ) -> None:
+    """tune-model, run by the gpu-pool worker, shares its study between two Dask processes."""
     import optuna
 
     with postgres.connect() as connection:
         connection.execute(f"CREATE SCHEMA {OPTUNA_SCHEMA}")
     storage = postgres.url("psycopg", options=f"-csearch_path={OPTUNA_SCHEMA}")
-    study = optuna.create_study(study_name="e2e-study", storage=storage)
-
-    workers = [
-        subprocess.Popen([sys.executable, "-c", TRIALS, study.study_name, storage]) for _ in (1, 2)
-    ]
-    assert [w.wait(timeout=120) for w in workers] == [0, 0]
+    search = {"n_trials": 4, "parallel": 2, "storage": storage, "study_name": "e2e-study"}
+    with client_of(pg_stack):
+        tuned = result_of(
+            run_deployment("tune-model/tune-model", {"search": search}, timeout_s=600), pg_stack
+        )
 
     trials = optuna.load_study(study_name="e2e-study", storage=storage).trials
-    assert sorted(t.number for t in trials) == list(range(6))
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert sorted(t.number for t in trials) == list(range(4))
+    states = {t.state for t in trials}
+    assert states <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}, states
+    assert tuned["trials"]["complete"] >= 1 and tuned["version"], tuned
     with postgres.connect() as connection:
         (stored,) = connection.execute(f"SELECT count(*) FROM {OPTUNA_SCHEMA}.trials").fetchone()
-        (flow_runs,) = connection.execute("SELECT count(*) FROM public.flow_run").fetchone()
-    assert stored == 6 and flow_runs > 0
+        (tune_runs,) = connection.execute(
+            "SELECT count(*) FROM flow_run JOIN flow ON flow.id = flow_run.flow_id"
+            " WHERE flow.name = 'tune-model' AND flow_run.state_type = 'COMPLETED'"
+        ).fetchone()
+    assert stored == 4 and tune_runs == 1
     assert_server_healthy(pg_stack)
 
 
