@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -17,9 +16,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from mlops.registry.locking import STALE_LOCK_S, file_lock
+from mlops.registry.locking import STALE_LOCK_S
 from mlops.registry.owner import this_process
 from mlops.registry.store import ConcurrentUpdateError, Registry
+from tests.support.lock_race import race_for_lock
 
 MODEL = "fraud"
 # Holds the registry lock of MODEL under argv[1] until killed.
@@ -149,29 +149,11 @@ def test_breakers_of_one_dead_lock_never_hold_it_together(tmp_path):
     path = tmp_path / "registry" / MODEL / ".lock"
     fs = fsspec.filesystem("file")
     dead = dataclasses.replace(this_process(), pid=_exited_pid())
-    inside, overlaps, entered = [0], [], []
-    guard = threading.Lock()
-
-    def contend(index: int, barrier: threading.Barrier) -> None:
-        barrier.wait()
-        # distinct keys: the threads race on the lock file itself, like separate processes
-        with file_lock(fs, str(path), key=f"breaker-{index}", timeout_s=10):
-            with guard:
-                inside[0] += 1
-                overlaps.append(inside[0])
-                entered.append(index)
-            time.sleep(0.005)
-            with guard:
-                inside[0] -= 1
-
-    for _ in range(15):
-        _write_lock(tmp_path / "registry", holder=dead)
-        barrier = threading.Barrier(6)
-        threads = [threading.Thread(target=contend, args=(i, barrier)) for i in range(6)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
+    entered, overlaps = race_for_lock(
+        fs, str(path), rounds=15, contenders=6,
+        before_round=lambda: _write_lock(tmp_path / "registry", holder=dead),
+        timeout_s=10, hold_s=0.005,
+    )  # fmt: skip
 
     assert len(entered) == 15 * 6
     assert max(overlaps) == 1

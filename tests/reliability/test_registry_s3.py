@@ -19,9 +19,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from mlops.registry.locking import _break_lock, file_lock, read_lock
+from mlops.registry.locking import _break_lock, read_lock
 from mlops.registry.owner import this_process
 from mlops.registry.store import Registry
+from tests.support.lock_race import race_for_lock
 
 pytestmark = pytest.mark.slow
 MODEL = "fraud"
@@ -117,29 +118,10 @@ def test_a_stale_lock_on_s3_is_broken_by_exactly_one_of_two_breakers(s3_env):
 def test_contenders_for_a_dead_lock_on_s3_never_hold_it_together(s3_env):
     fs = fsspec.filesystem("s3", skip_instance_cache=True)
     path = f"{s3_env.bucket}/contended-{uuid.uuid4().hex[:8]}/.lock"
-    inside, overlaps, entered = [0], [], []
-    guard = threading.Lock()
-
-    def contend(index: int, barrier: threading.Barrier) -> None:
-        barrier.wait()
-        # distinct keys: the threads race on the lock file itself, like separate processes
-        with file_lock(fs, path, key=f"s3-breaker-{index}", timeout_s=30):
-            with guard:
-                inside[0] += 1
-                overlaps.append(inside[0])
-                entered.append(index)
-            time.sleep(0.01)
-            with guard:
-                inside[0] -= 1
-
-    for _ in range(3):
-        _write_dead_lock(fs, path)
-        barrier = threading.Barrier(4)
-        threads = [threading.Thread(target=contend, args=(i, barrier)) for i in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+    entered, overlaps = race_for_lock(
+        fs, path, rounds=3, contenders=4, before_round=lambda: _write_dead_lock(fs, path),
+        timeout_s=30, hold_s=0.01,
+    )  # fmt: skip
 
     assert len(entered) == 3 * 4
     assert max(overlaps) == 1
