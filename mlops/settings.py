@@ -95,6 +95,11 @@ class Settings(BaseSettings):
         description="How often, under steady traffic, served rows are added to the window "
         "profiles (at once when traffic pauses).",
     )
+    profile_process: bool = Field(
+        True,
+        description="Profile served rows with whylogs in a child process, so that profiling "
+        "does not hold the service's GIL and stall requests.",
+    )
     prefer_gpu: bool = Field(True, description="Use CUDA for onnxruntime when it really works.")
     onnx_threads: int = Field(
         1, ge=0, description="onnxruntime threads per model call (0: all cores); 1 wastes no CPU."

@@ -195,12 +195,14 @@ def start_logger(settings: Settings) -> PredictionLogger:
             window_seconds=settings.profile_window_s,
             flush_interval_s=settings.log_flush_s,
             profile_interval_s=settings.profile_flush_s,
+            profile_process=settings.profile_process,
         ),
         model_name=settings.model_name,
     )
-    logger.start()
-    # whylogs loads lazily and takes seconds: load it now, not at the first flush under traffic.
-    profile_frame(pd.DataFrame({"warm_up": [0.0]}))
+    logger.start()  # a profiler process loads whylogs itself, beside this one
+    if not settings.profile_process:
+        # whylogs loads lazily and takes seconds: load it now, not at the first flush under traffic.
+        profile_frame(pd.DataFrame({"warm_up": [0.0]}))
     return logger
 
 

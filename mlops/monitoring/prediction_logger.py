@@ -7,7 +7,8 @@ writes them as ``mlops.monitoring.prediction_store`` lays them out.
 Rows reach the log every `flush_interval_s` (1 s by default), so a process killed outright loses
 about that much of its traffic. Profiling costs a fixed ~50 ms a call, so under steady traffic the
 rows join the window profiles every `profile_interval_s` only, and at the first flush without new
-rows when traffic pauses; an explicit ``flush`` or ``stop`` does both.
+rows when traffic pauses; an explicit ``flush`` or ``stop`` does both. With `profile_process`,
+the profiling runs in a child process (`ProfilerProcess`), so it does not hold this one's GIL.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import pandas as pd
 
 from mlops.monitoring.prediction_store import as_utc
 from mlops.monitoring.prediction_writer import Chunk, PredictionWriter, check_chunk
+from mlops.monitoring.profiler_process import ProfilerProcess
 
 __all__ = ["FlushReport", "LogSettings", "LogStats", "PredictionLogger", "utc_now"]
 
@@ -50,6 +52,7 @@ class LogSettings:
     max_part_rows: int = 50_000
     max_buffered_rows: int = 200_000
     storage_options: dict[str, Any] | None = None
+    profile_process: bool = False  # profile in a child process, off this process's GIL
 
     def __post_init__(self) -> None:
         names = ("window_seconds", "flush_interval_s", "profile_interval_s", "part_seconds")
@@ -120,6 +123,15 @@ class PredictionLogger:
             part_seconds=settings.part_seconds,
             max_part_rows=settings.max_part_rows,
         )
+        self._profiler: ProfilerProcess | None = None
+        if settings.profile_process:
+            self._profiler = ProfilerProcess(
+                profiles_url=settings.profiles_url,
+                window_seconds=settings.window_seconds,
+                storage_options=settings.storage_options,
+                model_name=model_name,
+                writer_id=self.writer_id,
+            )
         self._unprofiled: list[Chunk] = []  # in the log, not yet in a profile; flush lock held
         self._profiled_at = time.monotonic()
         self._counters = LogStats()
@@ -131,6 +143,11 @@ class PredictionLogger:
         """Return a snapshot of the counters."""
         with self._lock:
             return self._counters
+
+    @property
+    def profiler_pid(self) -> int | None:
+        """Return the pid of the profiling child process; None when none runs."""
+        return None if self._profiler is None else self._profiler.pid
 
     def record(
         self,
@@ -213,9 +230,11 @@ class PredictionLogger:
         return self._flush(timeout_s=-1, profiles=True)
 
     def start(self) -> None:
-        """Start the background thread that flushes every flush_interval_s."""
+        """Start the background thread that flushes every flush_interval_s (and the profiler)."""
         if self._thread is not None and self._thread.is_alive():
             return
+        if self._profiler is not None:
+            self._profiler.start()  # loads whylogs in the child while this process goes on
         self._stop_event.clear()
         self._thread = threading.Thread(
             target=self._run, name=f"prediction-log-{self.model_name}", daemon=True
@@ -223,14 +242,20 @@ class PredictionLogger:
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> FlushReport:
-        """Stop the background thread and flush one last time."""
+        """Stop the background thread, flush one last time and close the profiler process."""
         deadline = time.monotonic() + timeout_s
         self._stop_event.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
             if not self._thread.is_alive():
                 self._thread = None
-        return self._flush(timeout_s=max(0.0, deadline - time.monotonic()), profiles=True)
+        report = self._flush(timeout_s=max(0.0, deadline - time.monotonic()), profiles=True)
+        if self._profiler is None:
+            return report
+        errors = self._profiler.close(max(1.0, deadline - time.monotonic()))
+        if errors:
+            self._count(error=errors[-1])
+        return replace(report, errors=(*report.errors, *errors))
 
     def _run(self) -> None:
         """Flush until stopped; profile when due."""
@@ -289,11 +314,21 @@ class PredictionLogger:
         """Profile the rows not profiled yet and write changed windows; the flush lock is held."""
         chunks, self._unprofiled = self._unprofiled, []
         self._profiled_at = time.monotonic()
+        writer = self._writer if self._profiler is None else self._profiler
         try:
-            return self._writer.write_profiles(chunks, errors)
+            written = writer.write_profiles(chunks, errors)
         except Exception as exc:  # a bug here must not kill the flusher
             errors.append(f"profiling failed: {exc!r}")
-            return 0
+            written = 0
+        # What a dead profiler process did not acknowledge waits for the next profile write.
+        self._unprofiled = [c for c in chunks if not c.profiled]
+        waiting, dropped = sum(len(c) for c in self._unprofiled), 0
+        while waiting > self.settings.max_buffered_rows:  # a profiler that cannot start
+            rows = len(self._unprofiled.pop(0))
+            waiting, dropped = waiting - rows, dropped + rows
+        if dropped:
+            errors.append(f"dropped {dropped} rows from the profiles, over max_buffered_rows")
+        return written
 
     def _trim_buffer(self) -> None:
         """Drop the oldest buffered rows beyond max_buffered_rows; call with the lock held."""

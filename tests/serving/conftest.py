@@ -37,6 +37,9 @@ def service_env(serving_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("MLOPS_LOG_FLUSH_S", "0.2")
     monkeypatch.setenv("MLOPS_ADMIN_TOKEN", "admin-secret")
     monkeypatch.setenv("MLOPS_PREFER_GPU", "false")  # the same answers on machines with a GPU
+    # A profiler process loads whylogs anew for each service (seconds); the real-server tests
+    # run it, and these in-process ones profile in the test process, where whylogs stays loaded.
+    monkeypatch.setenv("MLOPS_PROFILE_PROCESS", "false")
     for name in ("MLOPS_API_TOKEN", "MLOPS_SERVE_REF", "MLOPS_SERVE_MODEL_DIR"):
         monkeypatch.delenv(name, raising=False)
     return tmp_path / "home"
