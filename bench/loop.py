@@ -5,7 +5,7 @@ project's defaults (training on CPU, retrain policy, gate); every retrain trains
 as many as the first model had. bench/loop_criteria.py judges each backtest against what the
 history's generator knows: which batches are stable, which arrive from a broken feed.
 
-    python -m bench.loop [--quick] [--scenarios simulator,stable] [--reports DIR]
+    python -m bench.loop [--quick] [--scenarios simulator,stable] [--reports DIR] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -110,18 +110,25 @@ def _progress(scenario: str, started: float, finished: dict[str, float]) -> Any:
     return report
 
 
-def measure(names: list[str], quick: bool, reports: Path | None) -> dict[str, Any]:
-    """Run the named scenarios in one temporary folder (one trainings cache); return figures."""
+def measure(
+    names: list[str], quick: bool, reports: Path | None, cache: Path | None = None
+) -> dict[str, Any]:
+    """Run the named scenarios in one folder (one trainings cache); return figures.
+
+    The folder is temporary unless `cache` names one: kept, a rerun trains only what changed.
+    """
     started, scenarios = time.perf_counter(), {}
-    with tempfile.TemporaryDirectory(prefix="bench-loop-") as folder:
+    with tempfile.TemporaryDirectory(prefix="bench-loop-") as temporary:
+        folder = cache or Path(temporary)
         for name in names:
-            scenarios[name] = run_scenario(build_scenario(name, quick), Path(folder), reports)
+            scenarios[name] = run_scenario(build_scenario(name, quick), folder, reports)
     return {
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "quick": quick,
         "policies": POLICIES.split(","),
         "training": params_dict(cpu_training()),
         "wall_s": round(time.perf_counter() - started, 1),
+        "cache_kept": cache is not None,
         "scenarios": scenarios,
     }
 
@@ -142,6 +149,9 @@ def main() -> None:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument("--reports", type=Path, help="also write each backtest's report here")
+    parser.add_argument(
+        "--cache", type=Path, help="keep the trainings here: a rerun trains only what changed"
+    )
     args = parser.parse_args()
     names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
     unknown = sorted(set(names) - set(SCENARIOS))
@@ -149,7 +159,7 @@ def main() -> None:
         parser.error(f"unknown scenarios {unknown}: use some of {', '.join(SCENARIOS)}")
     quiet_telemetry()
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
-    figures = measure(names, args.quick, args.reports)
+    figures = measure(names, args.quick, args.reports, args.cache)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "loop.json").write_text(json.dumps(figures, indent=2, default=str) + "\n")
     (args.out / "loop.md").write_text(markdown(figures))

@@ -46,6 +46,15 @@ def markdown(figures: Figures, *, details: bool = True) -> str:
         f"{len(figures['scenarios'])} histories replayed under {', '.join(figures['policies'])} "
         f"({mode}, training on CPU, the project's default retrain policy and gate), "
         f"{figures['wall_s']:.0f} s in all, {figures['created_at']}.",
+        *(
+            [
+                "",
+                "The trainings cache was kept from earlier runs (`--cache`): wall times count "
+                "only the trainings not found there.",
+            ]
+            if figures.get("cache_kept")
+            else []
+        ),
         "",
         *_table(_verdicts(figures)),
         "",

@@ -85,7 +85,7 @@ def test_no_change_is_found_in_noise_and_a_late_one_is_cut_at_the_last_allowed_r
     rng = np.random.default_rng(1)
     for seed in range(5):
         noise = np.random.default_rng(seed).exponential(0.4, 6000)
-        assert find_change(noise) is None  # the largest of 4,001 statistics stays under 5
+        assert find_change(noise) is None  # the largest of 4,001 statistics stays under 4
     late = np.concatenate([rng.exponential(0.3, 5600), rng.exponential(3.0, 400)])
     # 400 rows after it are too few to train on alone: the cut keeps the last 1,000 rows.
     found = find_change(late)
