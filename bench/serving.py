@@ -95,8 +95,8 @@ def _timed_loop(call: Any, threads: int, plan: Plan) -> dict[str, Any]:
 
 
 def bench_server(server: Child, setup: Setup, plan: Plan) -> dict[str, Any]:
-    """Drive one server through every (records, clients) cell."""
-    cells: dict[str, Any] = {}
+    """Drive one server through every (records, clients) cell; count the records answered."""
+    cells: dict[str, Any] = {"answered_records": 0}
     for n in RECORDS:
         body = json.dumps({"records": setup.records[:n]}).encode()
         cells[f"records_{n}"] = {}
@@ -110,6 +110,7 @@ def bench_server(server: Child, setup: Setup, plan: Plan) -> dict[str, Any]:
                 )
             )  # fmt: skip
             summary = result.summary()
+            cells["answered_records"] += (result.sent - result.errors) * n
             answered = max(1, result.sent)  # CPU is counted over the warm-up too
             summary["server_cpu_ms_per_request"] = round(
                 (server.cpu_seconds() - cpu) * 1000 / answered, 3
@@ -144,6 +145,10 @@ def _systems(setup: Setup) -> dict[str, tuple[list[str], dict[str, str]]]:
     return {
         "bentoml_floor": (servers.bentoml_command("bench.floor_service:Floor"), {}),
         "service_batching": (bentoml, {"MLOPS_BATCHING": "true"}),
+        "service_profile_in_process": (
+            bentoml,
+            {"MLOPS_BATCHING": "true", "MLOPS_PROFILE_PROCESS": "false"},
+        ),
         "service_no_batching": (bentoml, {"MLOPS_BATCHING": "false"}),
         "service_2_workers": (bentoml, {"MLOPS_BATCHING": "true", "MLOPS_WORKERS": "2"}),
         "fastapi_pytorch": (
@@ -168,7 +173,31 @@ def run_servers(setup: Setup, plan: Plan) -> dict[str, Any]:
             if name != "bentoml_floor":
                 _check_answer(server.url, setup)
             results[name] = bench_server(server, setup, plan)
+        if name.startswith("service_"):  # stopped: its logger has flushed what it had
+            results[name]["log"] = log_check(home, setup, results[name]["answered_records"] + 2)
     return results
+
+
+def log_check(home: Path, setup: Setup, answered: int) -> dict[str, int]:
+    """Count the rows a stopped service logged and profiled against the records it answered.
+
+    `answered` includes the two records of the answer check.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from mlops.monitoring.prediction_store import read_prediction_log, read_window_profiles
+    from mlops.monitoring.window import served_rows
+
+    logged = len(read_prediction_log(str(home / "predictions"), MODEL))
+    now = datetime.now(UTC)
+    view = read_window_profiles(
+        str(home / "profiles"), MODEL, setup.version, now - timedelta(days=1), now, 300
+    )
+    profiled = 0 if view is None else served_rows(view)
+    return {
+        "answered": answered, "logged": logged, "profiled": profiled,
+        "lost_from_log": answered - logged, "lost_from_profiles": answered - profiled,
+    }  # fmt: skip
 
 
 def run(plan: Plan, work: Path) -> dict[str, Any]:

@@ -8,14 +8,18 @@ SYSTEMS = {
     "onnxruntime": "(1) onnxruntime in process",
     "bentoml_floor": "(0) BentoML, empty endpoint",
     "service_batching": "(2) service, batching on",
+    "service_profile_in_process": "(2a) service, batching on, profiling in process",
     "service_2_workers": "(2b) service, batching on, 2 workers",
     "service_no_batching": "(3) service, batching off",
     "fastapi_pytorch": "(4) FastAPI + PyTorch eager",
 }
-SERVICES = ("service_batching", "service_2_workers", "service_no_batching")
+SERVICES = (
+    "service_batching", "service_profile_in_process", "service_2_workers", "service_no_batching"
+)  # fmt: skip
 TARGET_SPEEDUP = 3.0  # (2) / (4) throughput, 1-record requests, 64 clients
 TARGET_P99_MS = 50.0  # (2) p99 there
 TARGET_P50_GAP_MS = 1.5  # (2) unloaded 1-record p50 minus (1)'s
+TARGET_P99_BATCH_MS = 100.0  # (2) p99 with 64-record requests, 64 clients
 
 
 def compare(results: dict[str, Any]) -> dict[str, Any]:
@@ -29,12 +33,15 @@ def compare(results: dict[str, Any]) -> dict[str, Any]:
                 for clients, cell in cells.items()
             }
             for records, cells in results[system].items()
+            if records.startswith("records_")
         }
     service = results["service_batching"]["records_1"]
     raw_p50 = results["onnxruntime"]["records_1"]["clients_1"]["p50_ms"]
     loaded = service["clients_64"]
     gap = round(service["clients_1"]["p50_ms"] - raw_p50, 3)
     speedup = ratios["service_batching"]["records_1"]["clients_64"]
+    batch = results["service_batching"]["records_64"]["clients_64"]
+    lost = results["service_batching"].get("log", {}).get("lost_from_log")
     return {
         "throughput_ratio_vs_baseline": ratios,
         "unloaded_1_record_p50_minus_onnxruntime_ms": gap,
@@ -43,6 +50,8 @@ def compare(results: dict[str, Any]) -> dict[str, Any]:
             "p99_ms_1_record_64_clients": _target(loaded["p99_ms"], "<=", TARGET_P99_MS),
             "errors_1_record_64_clients": _target(loaded["errors"], "<=", 0),
             "unloaded_p50_gap_ms": _target(gap, "<=", TARGET_P50_GAP_MS),
+            "p99_ms_64_records_64_clients": _target(batch["p99_ms"], "<=", TARGET_P99_BATCH_MS),
+            **({} if lost is None else {"log_rows_lost": _target(lost, "<=", 0)}),
         },
     }
 
@@ -83,8 +92,26 @@ def to_markdown(result: dict[str, Any]) -> str:
                 if not clients.startswith("clients_"):
                     continue
                 lines.append(_row(label, records, clients, cell))
-    lines += ["", *_comparison_lines(result)]
+    lines += ["", *_log_lines(result["results"]), *_comparison_lines(result)]
     return "\n".join(lines) + "\n"
+
+
+def _log_lines(results: dict[str, Any]) -> list[str]:
+    """The prediction log and profiles of each service, counted after it stopped."""
+    logs = {s: results[s]["log"] for s in SYSTEMS if "log" in results.get(s, {})}
+    if not logs:
+        return []
+    lines = ["## Prediction log after the run", "",
+             "Rows each service logged and profiled (counted after it stopped) against the records "
+             "it answered over the whole run, warm-ups included.", "",
+             "| system | answered | logged | profiled | lost from log | lost from profiles |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for system, log in logs.items():
+        lines.append(
+            f"| {SYSTEMS[system]} | {log['answered']} | {log['logged']} | {log['profiled']} | "
+            f"{log['lost_from_log']} | {log['lost_from_profiles']} |"
+        )
+    return [*lines, ""]
 
 
 def _features_line(onnxruntime: dict[str, Any]) -> str:
