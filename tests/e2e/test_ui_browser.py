@@ -71,7 +71,10 @@ def test_custom_run_of_train_model_from_the_ui_form_reaches_completed(
         epochs = form_field(page, "Max Epochs").locator("input[type=number]")
         epochs.fill("1")
         page.screenshot(path=str(ARTIFACTS / "custom-run-form.png"), full_page=True)
-        submit_run_form(page, REASON)
+        submit = page.get_by_role("button", name="Submit", exact=True)
+        submit_once_more_if_refused(
+            page, submit, lambda: bool(runs_with_reason(REASON)), shot="custom-run-refused"
+        )
 
         run = wait_for_run(REASON, timeout_s=240, e2e=prefect_api)
         assert run.state.is_completed(), f"{run.state}\n{prefect_api.logs()}"
@@ -96,27 +99,37 @@ def test_custom_run_of_train_model_from_the_ui_form_reaches_completed(
     assert version.manifest["parameters"]["max_epochs"] == 1
 
 
-def submit_run_form(page: Any, reason: str, wait_s: float = 30.0) -> None:
-    """Submit the custom run form; submit once more if the server refused the run.
+def submit_once_more_if_refused(
+    page: Any, button: Any, done: Any, *, shot: str, wait_s: float = 30.0
+) -> None:
+    """Click `button` (a form's Submit); click it once more if the server refused the request.
 
     Prefect's server on SQLite answers a write with an error when the database stays locked
-    ("database is locked", seen under load while workers heartbeat), and the UI then shows
-    "Something went wrong" and creates no run: a user submits again, and so does this, once.
-    A second refusal fails the test.
+    ("database is locked" in its log, seen under load while workers heartbeat); the UI then shows
+    "Something went wrong", keeps the form, and nothing happened: a user submits again, and so
+    does this, once, when `done()` still says nothing happened. A second refusal fails the test.
     """
-    submit = page.get_by_role("button", name="Submit", exact=True)
-    submit.click()
+    button.click()
     refused = page.get_by_text("Something went wrong")
     deadline = time.time() + wait_s
     while time.time() < deadline:
-        if runs_with_reason(reason):
+        if done():
             return
         if refused.count():
-            page.screenshot(path=str(ARTIFACTS / "custom-run-refused.png"), full_page=True)
-            if page.get_by_role("button", name="Submit", exact=True).count():
-                submit.click()
+            page.screenshot(path=str(ARTIFACTS / f"{shot}.png"), full_page=True)
+            if not done() and button.count():
+                button.click()
             return
         time.sleep(1)
+
+
+def is_paused(run_id: Any) -> bool:
+    """Tell whether the flow run is still paused."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run_id).state
+    return state is not None and state.is_paused()
 
 
 def runs_with_reason(reason: str) -> list[Any]:
@@ -269,7 +282,10 @@ def test_a_promotion_waits_for_approval_given_in_the_paused_runs_form(
         form_field(page, "Reason", within=modal).locator("textarea").fill("browser: looks right")
         form_field(page, "Reviewer", within=modal).locator("textarea").fill("ana")
         page.screenshot(path=str(ARTIFACTS / "approval-form.png"), full_page=True)
-        modal.get_by_role("button", name="Submit", exact=True).click()
+        submit_once_more_if_refused(
+            page, modal.get_by_role("button", name="Submit", exact=True),
+            lambda: not is_paused(run.id), shot="approval-refused",
+        )  # fmt: skip
         with get_client(sync_client=True) as client:
             deadline = time.time() + 120
             while time.time() < deadline:
