@@ -2,7 +2,7 @@
 
 whylogs holds the GIL for tens to hundreds of milliseconds a call, which stalls a server's event
 loop. `ProfilerProcess` runs a `PredictionWriter` for the window profiles in a child
-(``python -m mlops.monitoring.profiler_process``), fed length-prefixed pickles over its stdin and
+(``python -m mlops.monitoring.profiler_child``), fed length-prefixed pickles over its stdin and
 answering on its stdout; the caller blocks on a pipe, which releases the GIL. The child keeps its
 windows in memory between calls, as the writer does in process.
 
@@ -19,22 +19,21 @@ import contextlib
 import os
 import pickle
 import select
-import signal
-import struct
 import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
+
+from mlops.monitoring.profiler_child import HEADER as _HEADER
+from mlops.monitoring.profiler_child import dumps as _dumps
 
 if TYPE_CHECKING:
     from mlops.monitoring.prediction_writer import Chunk
 
 __all__ = ["ProfilerDied", "ProfilerProcess"]
 
-_HEADER = struct.Struct(">Q")  # the byte length of the pickle that follows
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding `mlops`
 
 
@@ -166,7 +165,7 @@ class ProfilerProcess:
         path = os.environ.get("PYTHONPATH")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_ROOT, path]))}
         self._child = subprocess.Popen(
-            [sys.executable, "-m", "mlops.monitoring.profiler_process"],
+            [sys.executable, "-m", "mlops.monitoring.profiler_child"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             bufsize=0,
@@ -219,10 +218,6 @@ class ProfilerProcess:
         return pickle.loads(_read_exactly(fd, size, deadline))
 
 
-def _dumps(value: Any) -> bytes:
-    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-
-
 def _wait_for(fd: int, deadline: float, *, writing: bool) -> None:
     """Wait until fd can be written (or read); raise ProfilerDied at the deadline.
 
@@ -247,68 +242,3 @@ def _read_exactly(fd: int, size: int, deadline: float) -> bytes:
         parts.append(data)
         left -= len(data)
     return b"".join(parts)
-
-
-def read_message(stream: IO[bytes]) -> Any:
-    """Read one framed message from a blocking stream; raise EOFError when it ends."""
-    header = stream.read(_HEADER.size)
-    if len(header) < _HEADER.size:
-        raise EOFError("the stream ended")
-    (size,) = _HEADER.unpack(header)
-    data = stream.read(size)
-    if len(data) < size:
-        raise EOFError("the stream ended inside a message")
-    return pickle.loads(data)
-
-
-def write_message(stream: IO[bytes], message: Any) -> None:
-    """Write one framed message to a blocking stream."""
-    data = _dumps(message)
-    stream.write(_HEADER.pack(len(data)) + data)
-    stream.flush()
-
-
-def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
-    """Answer profile requests until told to close or until the parent goes (EOF)."""
-    import pandas as pd  # here, not at the top: the child ignores signals before loading them
-
-    from mlops.monitoring.prediction_writer import Chunk, PredictionWriter
-    from mlops.monitoring.profile import profile_frame
-
-    _, config = read_message(requests)
-    writer = PredictionWriter(**config, clock=lambda: datetime.now(UTC))
-    profile_frame(pd.DataFrame({"warm_up": [0.0]}))  # load whylogs before the first rows come
-    write_message(replies, ("ready", 0, [], []))
-    while True:
-        try:
-            kind, rows = read_message(requests)
-        except EOFError:  # the parent died or let go: write windows a failed write left behind
-            writer.write_profiles([], [])
-            return
-        errors: list[str] = []
-        chunks = [Chunk("", *pickle.loads(row)) for row in rows or ()]
-        try:
-            written = writer.write_profiles(chunks, errors)
-        except Exception as exc:  # answer anyway: the parent must not wait for nothing
-            errors.append(f"profiling failed: {exc!r}")
-            written = 0
-        write_message(replies, (kind, written, errors, [c.profiled for c in chunks]))
-        if kind == "close":
-            return
-
-
-def main() -> None:
-    """Run the child: requests on stdin, answers on the original stdout, the rest to stderr."""
-    # Ctrl-C, or a server stopping its process tree: the server closes the child once it has
-    # handed over its last rows, and the child exits at EOF when the server is gone anyway.
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, signal.SIG_IGN)
-    replies = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # a stray print must not corrupt the answers
-    sys.stdout = sys.stderr
-    with contextlib.suppress(EOFError, BrokenPipeError):  # the parent is gone
-        serve(sys.stdin.buffer, replies)
-
-
-if __name__ == "__main__":
-    main()

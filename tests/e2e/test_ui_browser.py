@@ -132,16 +132,20 @@ def is_paused(run_id: Any) -> bool:
     return state is not None and state.is_paused()
 
 
-def runs_with_reason(reason: str) -> list[Any]:
-    """The train-model runs whose `reason` parameter is `reason`."""
+def train_model_runs() -> list[Any]:
+    """The runs of the train-model deployment."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
+        return client.read_flow_runs(
             deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["train-model"]))
         )
-    return [r for r in runs if r.parameters.get("reason") == reason]
+
+
+def runs_with_reason(reason: str) -> list[Any]:
+    """The train-model runs whose `reason` parameter is `reason`."""
+    return [r for r in train_model_runs() if r.parameters.get("reason") == reason]
 
 
 def form_field(page: Any, label: str, within: Any = None) -> Any:
@@ -184,20 +188,13 @@ def wait_until_idle(timeout_s: float) -> None:
 
 def wait_for_run(reason: str, timeout_s: float, e2e: E2EStack) -> Any:
     """Wait for the train-model run with this reason to reach a final state; return it."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
-
     deadline = time.time() + timeout_s
-    with get_client(sync_client=True) as client:
-        while time.time() < deadline:
-            runs = client.read_flow_runs(
-                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["train-model"]))
-            )
-            mine = [r for r in runs if r.parameters.get("reason") == reason]
-            if mine and mine[0].state is not None and mine[0].state.is_final():
-                return mine[0]
-            time.sleep(2)
-    seen = [(r.name, r.parameters.get("reason"), r.state_name) for r in runs]
+    while time.time() < deadline:
+        mine = runs_with_reason(reason)
+        if mine and mine[0].state is not None and mine[0].state.is_final():
+            return mine[0]
+        time.sleep(2)
+    seen = [(r.name, r.parameters.get("reason"), r.state_name) for r in train_model_runs()]
     pytest.fail(f"the UI's run did not finish in {timeout_s} s; runs: {seen}\n{e2e.logs()}")
 
 
