@@ -74,6 +74,7 @@ class AliasState:
     revision: int = 0
     aliases: dict[str, str] = field(default_factory=dict, hash=False)
     updated_at: str | None = None
+    rollout: dict[str, Any] | None = field(default=None, hash=False)  # a shadow or canary on trial
 
 
 def utc_now() -> datetime:
