@@ -30,6 +30,7 @@ POOLS: dict[str, tuple[bool, str]] = {
 VARIABLES: dict[str, Any] = {
     "mlops_train_data": {},  # train-model `data` (DataSpec): {} = all data, e.g. {"last_rows": N}
     "mlops_train_hyperparameters": {},  # train-model `training` (TrainParams): {} = defaults
+    "mlops_train_gate": {},  # train-model `gate` (GateSpec): {} = defaults, {"release": "shadow"}
     "mlops_monitor_labels_uri": "",  # monitor-model `labels_uri`: "" = no live performance
 }
 

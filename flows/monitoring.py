@@ -7,13 +7,15 @@ from typing import Any
 
 from prefect import flow
 
-from flows.parameters import MonitorThresholds, MonitorWindow
+from flows.parameters import MonitorThresholds, MonitorWindow, RolloutRules
+from mlops.contract.spec import Contract
 from mlops.monitoring.constraints import ConstraintReport
 from mlops.monitoring.estimate import Estimate, estimate_window
 from mlops.monitoring.policy import PolicyInputs, decide_retrain
 from mlops.monitoring.prediction_store import read_window_profiles, window_start
 from mlops.monitoring.window import served_rows, window_policy_inputs
-from mlops.registry.store import Registry
+from mlops.registry.rollouts import Rollout
+from mlops.registry.store import ModelVersion, Registry
 from mlops.settings import Settings, get_settings
 from mlops.training.evaluate import PRIMARY_METRIC
 from tasks.data import read_contract
@@ -27,6 +29,8 @@ from tasks.monitoring import (
     write_drift_report,
     write_loop_chart,
 )
+from tasks.promotion import request_reload, save_champion_to_bentoml
+from tasks.rollout import act_on_verdict, judge_rollout
 
 
 @flow(name="monitor-model", log_prints=True)
@@ -37,8 +41,12 @@ def monitor_model_flow(
     labels_uri: str | None = None,
     contract: str | None = None,
     emit: bool = True,
+    rollout: RolloutRules | None = None,
 ) -> dict[str, Any]:
-    """Check the champion's served traffic for drift and decay; emit an event to retrain."""
+    """Check the champion's served traffic for drift and decay; emit an event to retrain.
+
+    A shadow or canary on trial is judged first, on everything served since it started.
+    """
     settings, thresholds = get_settings(), thresholds or MonitorThresholds()
     if model_name:  # the tasks below find the model's log, history and versions by this name
         settings = settings.model_copy(update={"model_name": model_name})
@@ -47,6 +55,11 @@ def monitor_model_flow(
     registry = Registry(settings.registry)
     champion = registry.get(name, "champion")
     spec = read_contract(contract or settings.contract)
+
+    # 0. A challenger on trial: judge it on live traffic; widen, end or promote it
+    trial = review_rollout(
+        settings, registry, spec, labels_uri, champion, end, rollout or RolloutRules(), emit=emit
+    )
 
     # 1. The window's traffic against the champion's training data
     served, profile_windows = merge_window_profiles(settings, champion, start, end)
@@ -57,6 +70,7 @@ def monitor_model_flow(
             "retrain": False,
             "served_rows": 0,
             "explanation": f"retrain: no, because {champion.version} served no rows",
+            "rollout": trial,
         }
     drift, constraints, reference = measure_drift(registry, champion, served, spec)
     report = write_drift_report(settings, champion, drift, served, reference, end)
@@ -89,11 +103,44 @@ def monitor_model_flow(
         "refused_challengers": inputs.refused_challengers,
         "drift_report": report,
         "profile_windows": profile_windows,
+        "rollout": trial,
         **decision.to_dict(),
     }
     record_decision(settings, name, result)
     loop = write_loop_chart(settings, name)
     result["event_emitted"] = publish_decision(name, decision, result, emit=emit, loop=loop)
+    return result
+
+
+SETTLE_POLLS = 3  # a rollout change counts once serving has had this many registry polls
+
+
+def review_rollout(
+    settings: Settings,
+    registry: Registry,
+    spec: Contract,
+    labels_uri: str | None,
+    champion: ModelVersion,
+    end: datetime,
+    rules: RolloutRules,
+    *,
+    emit: bool,
+) -> dict[str, Any] | None:
+    """Judge the version on trial, if any, and carry the verdict out; None when none is."""
+    trial = Rollout.from_dict(registry.aliases(settings.model_name).rollout)
+    if trial is None:
+        return None
+    settle_s = SETTLE_POLLS * settings.reload_interval_s  # every replica has polled by then
+    verdict = judge_rollout(
+        settings, registry, spec, labels_uri, trial, champion.version, end,
+        margin=rules.shadow_margin, min_rows=rules.min_labelled_rows, settle_s=settle_s,
+    )  # fmt: skip
+    result = act_on_verdict(registry, settings.model_name, verdict, emit=emit)
+    if result["changed"]:
+        if verdict.action == "promote":
+            promoted = registry.get(settings.model_name, verdict.version)
+            result["bento_tag"] = save_champion_to_bentoml(registry, promoted, flow="monitor-model")
+        result["reload"] = request_reload(settings)
     return result
 
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from dataclasses import fields
 from datetime import datetime, timedelta
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from mlops.data.sources import Window
 from mlops.monitoring.thresholds import DEFAULT_COOLDOWN, RetrainPolicy, RetrainThresholds
+from mlops.registry.rollouts import CANARY_STEPS
 from mlops.release.gate import GatePolicy
+from mlops.release.rollout import MIN_LABELLED_ROWS
 
 
 class DataSpec(BaseModel):
@@ -60,6 +63,15 @@ class GateSpec(GatePolicy):
     """What a challenger must clear to become champion."""
 
     promote: bool = Field(True, description="Promote when the gate passes (else only register).")
+    release: Literal["direct", "shadow", "canary"] = Field(
+        "direct",
+        description="What a challenger that passes does when a champion exists: become champion "
+        "now (direct), or go on trial beside it as a shadow or a canary, which monitor-model then "
+        "promotes or ends on live traffic.",
+    )
+    canary_share: float = Field(
+        CANARY_STEPS[0], gt=0, lt=1, description="A canary's first share of the records."
+    )
 
 
 class MonitorWindow(BaseModel):
@@ -93,6 +105,24 @@ class MonitorThresholds(RetrainThresholds):
         """Return the retrain policy these thresholds describe, judging live `metric`."""
         shared = {f.name: getattr(self, f.name) for f in fields(RetrainThresholds)}
         return RetrainPolicy(**shared, metric=metric, cooldown=timedelta(hours=self.cooldown_hours))
+
+
+class RolloutRules(BaseModel):
+    """How monitor-model judges a shadow or canary on trial (see mlops.release.rollout)."""
+
+    shadow_margin: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="A shadow wins when its loss on the same labelled records is this much "
+        "(relative) below the champion's, by 3 standard errors of the paired differences.",
+    )
+    min_labelled_rows: int = Field(
+        MIN_LABELLED_ROWS,
+        ge=2,
+        description="Labelled records a verdict needs: a shadow's paired records; a canary's "
+        "own and the champion's, each.",
+    )
 
 
 class ReplaySpec(BaseModel):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from prefect import flow
+from pydantic import Field
 
+from mlops.registry.rollouts import CANARY_STEPS
 from mlops.registry.store import Registry
 from mlops.settings import get_settings
 from tasks.approval import await_approval, report_rejection
@@ -18,6 +20,7 @@ from tasks.promotion import (
     rollback_champion,
     save_champion_to_bentoml,
 )
+from tasks.rollout import start_rollout
 
 
 @flow(name="promote-model", log_prints=True)
@@ -29,8 +32,14 @@ def promote_model_flow(
     approval: bool = False,
     approval_timeout_s: int = 3600,
     approve_on_timeout: bool = False,
+    strategy: Literal["direct", "shadow", "canary"] = "direct",
+    canary_share: Annotated[float, Field(gt=0, lt=1)] = CANARY_STEPS[0],
 ) -> dict[str, Any]:
     """Make a registered version the champion after checking that it loads and answers.
+
+    With `strategy` shadow or canary the version is put on trial instead: serving scores the
+    same records with it (shadow) or answers `canary_share` of the records with it (canary), and
+    monitor-model promotes it, widens it or ends it on what it sees.
 
     Args:
         version: Registry version to promote ("v3"), or an alias ("challenger").
@@ -40,6 +49,8 @@ def promote_model_flow(
         approval: Pause after the checks until a reviewer approves or rejects in the Prefect UI.
         approval_timeout_s: How long to wait for that decision.
         approve_on_timeout: What no decision in time means (default: reject).
+        strategy: direct (the champion now), shadow or canary (a trial on live traffic first).
+        canary_share: The canary's first share of the records (it widens in steps).
     """
     settings = get_settings()
     registry = Registry(settings.registry)
@@ -72,12 +83,23 @@ def promote_model_flow(
         actor = decided.reviewer or actor
         reason = f"{reason}; {decided.describe()}"
 
-    # 3. Move the alias (the registry writes its history), package, tell serving
+    # 3. A trial on live traffic: put it beside the champion and tell serving
+    if strategy != "direct":
+        share = canary_share if strategy == "canary" else 0.0
+        trial = start_rollout(registry, checked, strategy, share=share, actor=actor, reason=reason)
+        return {
+            "model": model_name,
+            "event": f"{strategy} started",
+            **trial.to_dict(),
+            "reload": request_reload(settings),
+        }
+
+    # 4. Move the alias (the registry writes its history), package, tell serving
     change = promote_version(registry, checked, actor=actor, reason=reason)
     tag = save_champion_to_bentoml(registry, checked, flow="promote-model")
     reload = request_reload(settings)
 
-    # 4. Report
+    # 5. Report
     report_alias_change(registry, change, bento_tag=tag, reload=reload)
     return {**asdict(change), "bento_tag": tag, "reload": reload}
 

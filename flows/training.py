@@ -118,14 +118,16 @@ def release_model(
         )  # fmt: skip
         version = register_challenger(registry, model_name, candidate, actor=actor)
 
-    # 4. Gate against the champion on the same holdout; promote when it passes
+    # 4. Gate against the champion on the same holdout; promote (or try) it when it passes
     policy = gate.resolved(contract.task)
-    decision = gate_and_promote(
-        registry, version, contract, gate_rows, policy, promote=gate.promote, actor=actor
-    )
+    decision, trial = gate_and_promote(
+        registry, version, contract, gate_rows, policy, promote=gate.promote, actor=actor,
+        release_as=gate.release, canary_share=gate.canary_share,
+    )  # fmt: skip
     return {
         "version": version.version,
-        "promoted": decision.promote and gate.promote,
+        "promoted": decision.promote and gate.promote and trial is None,
+        "on_trial": None if trial is None else trial.to_dict(),
         "verdict": decision.verdict,
         "metrics": metrics,
         "device": model.device,

@@ -85,14 +85,12 @@ def status(
     name = model_name or settings.model_name
     registry = Registry(settings.registry)
     versions = registry.list_versions(name)
-    aliases = registry.aliases(name).aliases
+    state = registry.aliases(name)
+    aliases = state.aliases
     if as_json:
-        console.print_json(
-            json.dumps(
-                {"model": name, "aliases": aliases, "versions": [v.manifest for v in versions]},
-                default=str,
-            )
-        )
+        doc = {"model": name, "aliases": aliases, "rollout": state.rollout,
+               "versions": [v.manifest for v in versions]}  # fmt: skip
+        console.print_json(json.dumps(doc, default=str))
         return
     if not versions:
         console.print(f"No versions of {name!r} in {settings.registry}. Run `mlops train`.")
@@ -102,6 +100,11 @@ def status(
         console.print(f"[bold green]Champion[/]: {name} {champion.version} at {champion.uri}")
     except AliasNotSetError:
         console.print(f"[yellow]No champion yet for {name!r}[/]")
+    if state.rollout:
+        trial = state.rollout
+        share = f", {trial['share']:.0%} of the records" if trial["strategy"] == "canary" else ""
+        console.print(f"[bold cyan]On trial[/]: {trial['version']} as a {trial['strategy']}{share}"
+                      f" since {str(trial['started_at'])[:19]}")  # fmt: skip
     table = Table("version", "aliases", "created", "device", "metrics", title=f"{name} versions")
     for v in versions:
         tags = ", ".join(a for a, target in aliases.items() if target == v.version)

@@ -126,15 +126,28 @@ def promote(
     version: Annotated[str, typer.Argument(help="Registry version (v3) or alias (challenger).")],
     model_name: Annotated[str | None, typer.Option(help="Registry model name.")] = None,
     reason: Annotated[str, typer.Option(help="Why, recorded in the history.")] = "manual promotion",
+    strategy: Annotated[
+        str, typer.Option(help="direct, or shadow / canary: a trial on live traffic first.")
+    ] = "direct",
+    canary_share: Annotated[
+        float, typer.Option(help="A canary's first share of the records.")
+    ] = 0.05,
 ) -> None:
-    """Make a registered version the champion (the promote-model flow, in this process)."""
+    """Make a registered version the champion, or put it on trial (the promote-model flow)."""
     quiet_telemetry()
     from flows.promotion import promote_model_flow
 
     change = run_flow(
         ctx, promote_model_flow, version=version, model_name=model_name, reason=reason,
-        actor="mlops-cli",
+        actor="mlops-cli", strategy=strategy, canary_share=canary_share,
     )  # fmt: skip
+    if strategy != "direct":
+        share = f", {change['share']:.0%} of the records" if strategy == "canary" else ""
+        console.print(
+            f"[bold]{change['model']}[/] {change['version']} on trial as a {strategy} beside "
+            f"{change['champion']}{share}; serving reload: {change['reload']}"
+        )
+        return
     _print_change(change)
 
 

@@ -11,10 +11,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from mlops.contract.spec import Contract
+from mlops.registry.rollouts import CANARY_STEPS, Rollout
 from mlops.registry.store import ModelVersion, Registry
 from mlops.release import candidate as release
 from mlops.release.card import render_model_card
 from mlops.release.gate import GateDecision, GatePolicy, decision_markdown
+from mlops.release.rollout import put_on_trial
 from mlops.training.train import Splits, TrainedModel
 from serving.bento_store import BentoSave, try_save_to_bentoml
 
@@ -89,11 +91,25 @@ def gate_and_promote(
     *,
     promote: bool,
     actor: str,
-) -> GateDecision:
-    """Score challenger and champion on the same holdout; promote when the gate passes."""
+    release_as: str = "direct",
+    canary_share: float = CANARY_STEPS[0],
+) -> tuple[GateDecision, Rollout | None]:
+    """Score challenger and champion on the same holdout; promote when the gate passes.
+
+    With `release_as` shadow or canary, a challenger that passes goes on trial beside the
+    champion instead (the first model, with no champion, is promoted directly).
+    """
     outcome = release.gate_challenger(registry, challenger, contract, holdout, policy)
     decision, note = outcome.decision, outcome.note
-    if promote and release.promote_challenger(registry, outcome, actor=actor):
+    trial = None
+    has_champion = decision.champion_version is not None
+    if promote and decision.promote and release_as != "direct" and has_champion:
+        trial = put_on_trial(registry, outcome, release_as, share=canary_share, actor=actor)
+        note += (
+            f"\n\nOn trial as a {release_as} beside {decision.champion_version} (gate.release): "
+            "monitor-model promotes it or ends it on live traffic.\n"
+        )
+    elif promote and release.promote_challenger(registry, outcome, actor=actor):
         # The champion has moved: from here on nothing may fail the run.
         saved = _save_champion(registry, challenger, contract)
         note += f"\n\n{saved.describe()}\n"
@@ -107,7 +123,7 @@ def gate_and_promote(
         description=decision.verdict,
     )
     get_run_logger().info(decision.verdict)
-    return decision
+    return decision, trial
 
 
 def _save_champion(registry: Registry, version: ModelVersion, contract: Contract) -> BentoSave:

@@ -146,6 +146,10 @@ def test_deploy_all_creates_every_deployment_with_its_pool_schedule_and_trigger(
     (retrain,) = [a for a in automations if a.actions[0].deployment_id == train.id]
     assert retrain.trigger.expect == set(EVENTS.values())
     assert retrain.actions[0].parameters["reason"] == RETRAIN_REASON
+    promote = by_name["promote-model"]
+    (shadow_won,) = [a for a in automations if a.actions[0].deployment_id == promote.id]
+    assert shadow_won.trigger.expect == {"mlops.model.shadow-won"}
+    assert shadow_won.actions[0].parameters["version"] == "{{ event.payload.version }}"
 
 
 # -- every flow, run through the workers ----------------------------------------------------------
@@ -210,6 +214,37 @@ def test_promote_and_rollback_deployments_move_the_champion(
     assert prefect_api.registry.get(MODEL, "champion").version == before
 
 
+def test_a_shadow_that_won_is_promoted_through_the_deployment_trigger(
+    prefect_api: E2EStack, champion_run: Any
+) -> None:
+    from prefect.events import emit_event
+
+    from tasks.rollout import ROLLOUT_EVENTS
+
+    other = second_version(prefect_api)
+    before = prefect_api.registry.get(MODEL, "champion").version
+    started = time.time()
+    trial = result_of(
+        run_deployment("promote-model/promote-model", {"version": other, "strategy": "shadow"}),
+        prefect_api,
+    )
+    assert trial["event"] == "shadow started"
+    assert prefect_api.registry.get(MODEL, "champion").version == before
+    # What monitor-model emits when the shadow beats the champion (tests/flows: the verdict)
+    emit_event(
+        event=ROLLOUT_EVENTS["won"],
+        resource={"prefect.resource.id": f"mlops.model.{MODEL}"},
+        payload={"version": other, "explanation": "shadow won: e2e"},
+    )
+    run = wait_for_triggered_run(prefect_api, after=started, deployment="promote-model",
+                                 actor="monitor-model")  # fmt: skip
+    result_of(run, prefect_api)
+    assert run.parameters["version"] == other and run.parameters["strategy"] == "direct"
+    state = prefect_api.registry.aliases(MODEL)
+    assert state.aliases["champion"] == other and state.rollout is None
+    prefect_api.registry.rollback(MODEL, actor="e2e", reason="restore the champion")
+
+
 def test_score_batch_deployment_scores_partitions_with_the_champion(
     prefect_api: E2EStack, champion_run: Any
 ) -> None:
@@ -270,8 +305,15 @@ def serve_day(home: Path, day: int, at: dt.datetime) -> None:
     assert logger.flush().ok
 
 
-def wait_for_triggered_run(e2e: E2EStack, after: float, timeout_s: float = 240) -> Any:
-    """Wait for a train-model run created after `after` to finish; return it."""
+def wait_for_triggered_run(
+    e2e: E2EStack,
+    after: float,
+    timeout_s: float = 240,
+    *,
+    deployment: str = "train-model",
+    actor: str | None = None,
+) -> Any:
+    """Wait for a run of `deployment` created after `after` (by `actor`) to finish; return it."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 
@@ -279,13 +321,14 @@ def wait_for_triggered_run(e2e: E2EStack, after: float, timeout_s: float = 240) 
     with get_client(sync_client=True) as client:
         while time.time() < deadline:
             runs = client.read_flow_runs(
-                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["train-model"]))
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment]))
             )
-            fresh = [r for r in runs if r.created and r.created.timestamp() > after]
+            fresh = [r for r in runs if r.created and r.created.timestamp() > after
+                     and (actor is None or r.parameters.get("actor") == actor)]  # fmt: skip
             if fresh and fresh[0].state is not None and fresh[0].state.is_final():
                 return fresh[0]
             time.sleep(2)
-    pytest.fail(f"no triggered train-model run finished in {timeout_s} s\n{e2e.logs()}")
+    pytest.fail(f"no triggered {deployment} run finished in {timeout_s} s\n{e2e.logs()}")
 
 
 def second_version(e2e: E2EStack) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import html
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +11,6 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.client.schemas.sorting import ArtifactSort
-from prefect.events.filters import EventFilter, EventNameFilter
 
 from flows.monitoring import monitor_model_flow
 from flows.parameters import MonitorThresholds, MonitorWindow
@@ -25,6 +23,7 @@ from mlops.registry.store import Registry
 from mlops.release.build import train_and_register
 from mlops.settings import DEFAULT_CONTRACT
 from mlops.training.train import TrainParams
+from tests.support.prefect_events import read_events
 
 pytestmark = pytest.mark.slow
 MODEL = "card-fraud"
@@ -87,23 +86,6 @@ def _monitor(
     return monitor_model_flow(window=window, thresholds=thresholds, labels_uri=labels_uri)
 
 
-def _events(name: str, timeout_s: float = 20.0) -> list:
-    """Return the events called `name` (they are delivered asynchronously: poll a little)."""
-
-    async def read() -> list:
-        async with get_client() as client:
-            for _ in range(int(timeout_s / 0.5)):
-                page = await client.read_events(
-                    filter=EventFilter(event=EventNameFilter(name=[name])), limit=50
-                )  # the server refuses the client's default limit of 100
-                if page.events:
-                    return list(page.events)
-                await asyncio.sleep(0.5)
-            return []
-
-    return asyncio.run(read())
-
-
 def _latest_artifact(key: str) -> Any:
     """Return the newest artifact with this key."""
     with get_client(sync_client=True) as client:
@@ -158,7 +140,7 @@ def test_monitoring_reports_the_covariate_shift_and_retrains_on_it_only_without_
     )  # fmt: skip
     assert blind["retrain"] and blind["reason"] == "drift", blind["explanation"]
     assert blind["event_emitted"]
-    events = _events("mlops.model.drift-detected")
+    events = read_events("mlops.model.drift-detected")
     assert any(e.resource.id == f"mlops.model.{MODEL}" for e in events)
 
 
@@ -173,4 +155,4 @@ def test_monitoring_detects_the_concept_drift_through_labelled_performance(
     assert live["labelled_rows"] >= 300
     assert live["live"] < live["holdout"] - 0.05, live
     assert result["retrain"] and result["reason"] == "performance", result["explanation"]
-    assert _events("mlops.model.performance-degraded")
+    assert read_events("mlops.model.performance-degraded")

@@ -228,3 +228,11 @@ def test_after_a_turn_of_concept_train_model_learns_the_rows_since_it(
         registry.read_onnx("turn", "champion"), manifest, fresh, load_contract(str(contract))
     )
     assert served["accuracy"] > 0.85, served
+
+    # With gate.release = shadow, a challenger that passes goes on trial beside the champion
+    lenient = GateSpec(release="shadow", max_regression=1.0, max_decision_regression=1.0, floor=0.0)
+    third = train_model_flow(model_name="turn", data=data, training=params, gate=lenient)
+    assert not third["promoted"] and third["on_trial"]["strategy"] == "shadow", third["verdict"]
+    state = registry.aliases("turn")
+    assert state.aliases["champion"] == second["version"]
+    assert state.aliases["shadow"] == third["version"] == state.rollout["version"]

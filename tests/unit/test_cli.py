@@ -61,4 +61,9 @@ def test_status_as_json_with_an_empty_registry_lists_no_versions(
     result = runner.invoke(app, ["status", "some-model", "--json"])
 
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"model": "some-model", "aliases": {}, "versions": []}
+    assert json.loads(result.output) == {
+        "model": "some-model",
+        "aliases": {},
+        "versions": [],
+        "rollout": None,
+    }

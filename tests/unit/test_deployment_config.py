@@ -6,7 +6,7 @@ import json
 
 import yaml
 
-from flows.triggers import RETRAIN_REASON, retrain_trigger
+from flows.triggers import RETRAIN_REASON, retrain_trigger, shadow_won_trigger
 from mlops.monitoring.policy import EVENTS
 from mlops.settings import REPO_ROOT
 from tests.support.e2e import MODEL
@@ -24,6 +24,19 @@ def test_prefect_yaml_trigger_is_the_retrain_trigger_of_flows_triggers() -> None
     assert trigger["match"] == expected.match.root
     assert trigger["parameters"] == expected.parameters
     assert trigger["parameters"]["reason"] == RETRAIN_REASON
+
+
+def test_prefect_yaml_promotes_a_shadow_that_won_with_the_trigger_of_flows_triggers() -> None:
+    from tasks.rollout import ROLLOUT_EVENTS
+
+    config = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())
+    promote = next(d for d in config["deployments"] if d["name"] == "promote-model")
+    (trigger,) = promote["triggers"]
+    expected = shadow_won_trigger(MODEL)
+    assert set(trigger["expect"]) == expected.expect == {ROLLOUT_EVENTS["won"]}
+    assert trigger["match"] == expected.match.root
+    assert trigger["parameters"] == expected.parameters
+    assert trigger["parameters"]["version"] == "{{ event.payload.version }}"
 
 
 def test_gpu_templates_request_nvidia_gpus_with_the_cuda_environment() -> None:
