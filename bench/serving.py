@@ -6,7 +6,9 @@ concurrent keep-alive clients, measures throughput, latency percentiles and erro
 threads), (2) the service (`bentoml serve`, micro-batching on), (3) the service with batching off,
 (4) FastAPI + uvicorn serving the PyTorch pipeline eagerly (bench/baseline_fastapi.py); and, to
 tell what limits (2), (0) the same `bentoml serve` stack with an empty endpoint
-(bench/floor_service.py) and (2b) the service with 2 worker processes. Setup trains one model,
+(bench/floor_service.py) and (2b) the service with 2 worker processes; and (2c) the service
+with a shadow (a second version scoring every served record off the response path), whose server
+CPU per request is compared with (2)'s. Setup trains one model,
 registers its ONNX export as champion for (2)/(3) and keeps its PyTorch weights for (4). Writes
 bench/results/serving.{json,md}. `--quick` runs short cells.
 """
@@ -28,7 +30,7 @@ from typing import Any
 from bench import servers
 from bench.loadgen import CellResult, run_cell
 from bench.serving_report import compare, to_markdown
-from bench.serving_setup import MODEL, Setup, prepare
+from bench.serving_setup import MODEL, Setup, prepare, prepare_shadow
 from stack.processes import Child
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -96,7 +98,7 @@ def _timed_loop(call: Any, threads: int, plan: Plan) -> dict[str, Any]:
 
 def bench_server(server: Child, setup: Setup, plan: Plan) -> dict[str, Any]:
     """Drive one server through every (records, clients) cell; count the records answered."""
-    cells: dict[str, Any] = {"answered_records": 0}
+    cells: dict[str, Any] = {"answered_records": 0, "requests": 0, "server_cpu_s": 0.0}
     for n in RECORDS:
         body = json.dumps({"records": setup.records[:n]}).encode()
         cells[f"records_{n}"] = {}
@@ -112,6 +114,8 @@ def bench_server(server: Child, setup: Setup, plan: Plan) -> dict[str, Any]:
             summary = result.summary()
             cells["answered_records"] += (result.sent - result.errors) * n
             answered = max(1, result.sent)  # CPU is counted over the warm-up too
+            cells["requests"] += answered
+            cells["server_cpu_s"] += server.cpu_seconds() - cpu
             summary["server_cpu_ms_per_request"] = round(
                 (server.cpu_seconds() - cpu) * 1000 / answered, 3
             )
@@ -130,13 +134,16 @@ def _line(s: dict[str, Any]) -> str:
     )
 
 
-def _check_answer(url: str, setup: Setup) -> None:
+def _check_answer(url: str, setup: Setup, *, shadow: bool = False) -> None:
     import httpx
 
     answer = httpx.post(f"{url}/predict", json={"records": setup.records[:2]}, timeout=30)
     answer.raise_for_status()
     body = answer.json()
     assert body["model_version"] == setup.version and len(body["predictions"]) == 2, body
+    if shadow:
+        rollout = httpx.get(f"{url}/model", timeout=30).json()["rollout"]
+        assert rollout is not None and rollout["loaded"], rollout
 
 
 def _systems(setup: Setup) -> dict[str, tuple[list[str], dict[str, str]]]:
@@ -151,6 +158,10 @@ def _systems(setup: Setup) -> dict[str, tuple[list[str], dict[str, str]]]:
         ),
         "service_no_batching": (bentoml, {"MLOPS_BATCHING": "false"}),
         "service_2_workers": (bentoml, {"MLOPS_BATCHING": "true", "MLOPS_WORKERS": "2"}),
+        "service_shadow": (
+            bentoml,
+            {"MLOPS_BATCHING": "true", "MLOPS_REGISTRY_URL": str(setup.work / "registry-shadow")},
+        ),
         "fastapi_pytorch": (
             servers.uvicorn_command("bench.baseline_fastapi:app"),
             {"BENCH_TORCH_MODEL": str(setup.torch_path), "BENCH_MODEL_VERSION": setup.version},
@@ -164,14 +175,14 @@ def run_servers(setup: Setup, plan: Plan) -> dict[str, Any]:
     for name, (command, extra) in _systems(setup).items():
         home = setup.work / name
         home.mkdir(parents=True, exist_ok=True)
-        env = servers.quiet_env(
-            MLOPS_HOME=str(home), MLOPS_REGISTRY_URL=str(setup.work / "registry"),
-            BENTOML_HOME=str(home / "bentoml"), **extra,
-        )  # fmt: skip
+        env = servers.quiet_env(**{
+            "MLOPS_HOME": str(home), "MLOPS_REGISTRY_URL": str(setup.work / "registry"),
+            "BENTOML_HOME": str(home / "bentoml"), **extra,
+        })  # fmt: skip
         print(f"{name}:", flush=True)
         with servers.running(name, command, env, setup.work / f"{name}.log") as server:
             if name != "bentoml_floor":
-                _check_answer(server.url, setup)
+                _check_answer(server.url, setup, shadow=name == "service_shadow")
             results[name] = bench_server(server, setup, plan)
         if name.startswith("service_"):  # stopped: its logger has flushed what it had
             results[name]["log"] = log_check(home, setup, results[name]["answered_records"] + 2)
@@ -188,7 +199,9 @@ def log_check(home: Path, setup: Setup, answered: int) -> dict[str, int]:
     from mlops.monitoring.prediction_store import read_prediction_log, read_window_profiles
     from mlops.monitoring.window import served_rows
 
-    logged = len(read_prediction_log(str(home / "predictions"), MODEL))
+    versions = read_prediction_log(str(home / "predictions"), MODEL)["model_version"]
+    logged = int((versions == setup.version).sum())
+    shadow_logged = int((versions != setup.version).sum())
     now = datetime.now(UTC)
     view = read_window_profiles(
         str(home / "profiles"), MODEL, setup.version, now - timedelta(days=1), now, 300
@@ -197,6 +210,7 @@ def log_check(home: Path, setup: Setup, answered: int) -> dict[str, int]:
     return {
         "answered": answered, "logged": logged, "profiled": profiled,
         "lost_from_log": answered - logged, "lost_from_profiles": answered - profiled,
+        **({"shadow_logged": shadow_logged} if shadow_logged else {}),
     }  # fmt: skip
 
 
@@ -205,6 +219,7 @@ def run(plan: Plan, work: Path) -> dict[str, Any]:
     load_before = os.getloadavg()
     started = time.perf_counter()
     setup = prepare(work)
+    prepare_shadow(setup)
     print(f"setup done in {time.perf_counter() - started:.0f}s; onnxruntime in process", flush=True)
     results = {"onnxruntime": bench_onnxruntime(setup, plan), **run_servers(setup, plan)}
     return {

@@ -10,16 +10,19 @@ SYSTEMS = {
     "service_batching": "(2) service, batching on",
     "service_profile_in_process": "(2a) service, batching on, profiling in process",
     "service_2_workers": "(2b) service, batching on, 2 workers",
+    "service_shadow": "(2c) service, batching on, with a shadow",
     "service_no_batching": "(3) service, batching off",
     "fastapi_pytorch": "(4) FastAPI + PyTorch eager",
 }
 SERVICES = (
-    "service_batching", "service_profile_in_process", "service_2_workers", "service_no_batching"
+    "service_batching", "service_profile_in_process", "service_2_workers", "service_shadow",
+    "service_no_batching",
 )  # fmt: skip
 TARGET_SPEEDUP = 3.0  # (2) / (4) throughput, 1-record requests, 64 clients
 TARGET_P99_MS = 50.0  # (2) p99 there
 TARGET_P50_GAP_MS = 1.5  # (2) unloaded 1-record p50 minus (1)'s
 TARGET_P99_BATCH_MS = 100.0  # (2) p99 with 64-record requests, 64 clients
+TARGET_SHADOW_CPU = 1.3  # (2c) server CPU per request over (2)'s, the whole run
 
 
 def compare(results: dict[str, Any]) -> dict[str, Any]:
@@ -42,8 +45,10 @@ def compare(results: dict[str, Any]) -> dict[str, Any]:
     speedup = ratios["service_batching"]["records_1"]["clients_64"]
     batch = results["service_batching"]["records_64"]["clients_64"]
     lost = results["service_batching"].get("log", {}).get("lost_from_log")
+    shadow = shadow_cpu(results)
     return {
         "throughput_ratio_vs_baseline": ratios,
+        **({"shadow_cpu_vs_service": shadow} if shadow else {}),
         "unloaded_1_record_p50_minus_onnxruntime_ms": gap,
         "targets": {
             "speedup_1_record_64_clients": _target(speedup, ">=", TARGET_SPEEDUP),
@@ -52,7 +57,41 @@ def compare(results: dict[str, Any]) -> dict[str, Any]:
             "unloaded_p50_gap_ms": _target(gap, "<=", TARGET_P50_GAP_MS),
             "p99_ms_64_records_64_clients": _target(batch["p99_ms"], "<=", TARGET_P99_BATCH_MS),
             **({} if lost is None else {"log_rows_lost": _target(lost, "<=", 0)}),
+            **(
+                {"shadow_cpu_per_request_ratio": _target(shadow["run"], "<=", TARGET_SHADOW_CPU)}
+                if shadow
+                else {}
+            ),
         },
+    }
+
+
+def shadow_cpu(results: dict[str, Any]) -> dict[str, Any] | None:
+    """Return (2c)'s server CPU per request over (2)'s: per cell, and over the whole run."""
+    if "service_shadow" not in results or "server_cpu_s" not in results["service_batching"]:
+        return None
+    shadow, base = results["service_shadow"], results["service_batching"]
+
+    def per_request(system: dict[str, Any]) -> float:
+        return float(system["server_cpu_s"]) / max(1, system["requests"])
+
+    cells = {
+        records: {
+            clients: round(
+                cell["server_cpu_ms_per_request"]
+                / base[records][clients]["server_cpu_ms_per_request"],
+                2,
+            )
+            for clients, cell in by_clients.items()
+        }
+        for records, by_clients in shadow.items()
+        if records.startswith("records_")
+    }
+    return {
+        "run": round(per_request(shadow) / per_request(base), 3),
+        "service_cpu_ms_per_request": round(per_request(base) * 1000, 3),
+        "shadow_cpu_ms_per_request": round(per_request(shadow) * 1000, 3),
+        "cells": cells,
     }
 
 
@@ -104,12 +143,14 @@ def _log_lines(results: dict[str, Any]) -> list[str]:
     lines = ["## Prediction log after the run", "",
              "Rows each service logged and profiled (counted after it stopped) against the records "
              "it answered over the whole run, warm-ups included.", "",
-             "| system | answered | logged | profiled | lost from log | lost from profiles |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+             "| system | answered | logged | profiled | lost from log | lost from profiles "
+             "| shadow logged |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
     for system, log in logs.items():
         lines.append(
             f"| {SYSTEMS[system]} | {log['answered']} | {log['logged']} | {log['profiled']} | "
-            f"{log['lost_from_log']} | {log['lost_from_profiles']} |"
+            f"{log['lost_from_log']} | {log['lost_from_profiles']} | "
+            f"{log.get('shadow_logged', '')} |"
         )
     return [*lines, ""]
 
@@ -142,10 +183,26 @@ def _comparison_lines(result: dict[str, Any]) -> list[str]:
         for records, by_clients in by_records.items():
             values = " | ".join(f"{v:.2f}x" for v in by_clients.values())
             lines.append(f"| {SYSTEMS[system]} | {records.split('_')[1]} | {values} |")
+    lines += _shadow_lines(comparison.get("shadow_cpu_vs_service"))
     lines += ["", "## Targets", ""]
     for name, target in comparison["targets"].items():
         mark = "met" if target["met"] else "NOT met"
         lines.append(f"- {name}: {target['value']} (goal {target['goal']}): {mark}")
     gap = comparison["unloaded_1_record_p50_minus_onnxruntime_ms"]
     lines.append(f"- (2) unloaded 1-record p50 minus (1): {gap} ms")
+    return lines
+
+
+def _shadow_lines(shadow: dict[str, Any] | None) -> list[str]:
+    """(2c)'s server CPU per request against (2)'s, same run."""
+    if not shadow:
+        return []
+    lines = ["", "## Shadow: server CPU per request vs (2), same run", "",
+             f"Over the whole run (every cell, warm-ups included): (2) "
+             f"{shadow['service_cpu_ms_per_request']} ms, (2c) "
+             f"{shadow['shadow_cpu_ms_per_request']} ms per request: {shadow['run']:.2f}x.", "",
+             "| records/req | 1 | 16 | 64 clients |", "|---|---|---|---|"]  # fmt: skip
+    for records, by_clients in shadow["cells"].items():
+        values = " | ".join(f"{v:.2f}x" for v in by_clients.values())
+        lines.append(f"| {records.split('_')[1]} | {values} |")
     return lines

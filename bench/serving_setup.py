@@ -50,6 +50,31 @@ def prepare(work: Path, *, seed: int = 1, max_epochs: int = 2) -> Setup:
     return Setup(work, version, torch_path, records)
 
 
+def prepare_shadow(setup: Setup, *, seed: int = 2, max_epochs: int = 2) -> str:
+    """Copy the registry to `registry-shadow` and put a second trained version there as a shadow.
+
+    Return the shadow's version.
+    """
+    import shutil
+
+    from mlops.contract.loader import load_contract
+    from mlops.registry.store import Registry
+    from mlops.release.build import train_and_register
+    from mlops.settings import DEFAULT_CONTRACT
+    from mlops.training.train import TrainParams
+
+    shutil.copytree(setup.work / "registry", setup.work / "registry-shadow")
+    registry = Registry(str(setup.work / "registry-shadow"))
+    built = train_and_register(
+        registry, MODEL, load_contract(DEFAULT_CONTRACT), simulated_rows(),
+        TrainParams(max_epochs=max_epochs, seed=seed), actor="bench", reason="serving benchmark",
+        data_uri="bench", prefer_gpu=False, workdir=setup.work / "shadow",
+    )  # fmt: skip
+    version = built.version.version
+    registry.start_rollout(MODEL, version, "shadow", actor="bench", reason="serving benchmark")
+    return version
+
+
 def simulated_rows(days: int = 8, rows_per_day: int = 1000, seed: int = 11) -> Any:
     """Return labelled simulator rows (features, id, timestamp and target), as the tests do."""
     from mlops.data.simulate import SimulationConfig, labelled_rows

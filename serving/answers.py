@@ -13,6 +13,16 @@ from pydantic import BaseModel, Field
 from serving.errors import ErrorAnswer
 
 
+class RolloutStatus(BaseModel):
+    """The challenger on trial beside the served version (see `mlops.release.rollout`)."""
+
+    strategy: str = Field(description="shadow (scores every record, answers none) or canary.")
+    version: str = Field(description="The version on trial.")
+    share: float = Field(description="The share of records a canary answers; 0 for a shadow.")
+    loaded: bool = Field(description="Whether it is loaded; if not, the champion serves alone.")
+    error: str | None = Field(description="Why it could not be loaded, if it could not.")
+
+
 class KeeperStatus(BaseModel):
     """Which version is served, and why the last reload failed (if it did)."""
 
@@ -21,6 +31,9 @@ class KeeperStatus(BaseModel):
     last_reload_error: str | None = Field(description="Why the last load failed, if it did.")
     refused_version: str | None = Field(description="The version that failed to load, if any.")
     error: str | None = Field(description="The same as last_reload_error.")
+    rollout: RolloutStatus | None = Field(
+        None, description="The version on trial (shadow or canary); null when there is none."
+    )
 
 
 class ReloadOutcome(KeeperStatus):

@@ -36,6 +36,9 @@ class ServiceMetrics:
     log_buffered: Any
     reloads: Any
     model_info: Any
+    shadow_dropped: Any
+    shadow_failures: Any
+    canary_fallbacks: Any
 
     def observe_logger(self, stats: Any) -> None:
         """Copy the prediction logger's counters into gauges."""
@@ -66,6 +69,13 @@ def service_metrics() -> ServiceMetrics:
         reloads=prom.Counter("mlops_model_reloads", "Model reload attempts", ["outcome"]),
         model_info=prom.Gauge("mlops_model_info", "Model being served (1)",
                               ["version", "device"], multiprocess_mode="max"),
+        shadow_dropped=prom.Counter("mlops_shadow_dropped_rows",
+                                    "Rows the shadow did not score: its queue was full"),
+        shadow_failures=prom.Counter("mlops_shadow_failed_rows",
+                                     "Rows the shadow failed to score (it raised)"),
+        canary_fallbacks=prom.Counter("mlops_canary_fallback_rows",
+                                      "Rows routed to the canary but answered by the champion "
+                                      "because the canary raised"),
     )  # fmt: skip
 
 

@@ -20,6 +20,7 @@ from mlops.inference.model import (
 )
 from mlops.monitoring.prediction_logger import LogSettings, PredictionLogger
 from mlops.monitoring.profile import profile_frame
+from mlops.registry.rollouts import Rollout
 from mlops.registry.store import Registry
 from mlops.settings import Settings
 
@@ -36,6 +37,10 @@ class ModelKeeper:
     or failing its checks, or an unreadable alias) is refused with its error recorded, and the
     current model keeps serving. The registry poll tries a refused version again after a back-off
     (its files may be repaired or a read error may pass); an explicit reload tries it at once.
+
+    Beside the champion it keeps the version on trial, when the registry records a rollout
+    (shadow or canary): loaded like the champion, refused the same way (the champion then serves
+    alone), dropped when the rollout ends. A pinned model or a pinned version has no trial.
     """
 
     def __init__(
@@ -56,6 +61,9 @@ class ModelKeeper:
         self._failures = 0  # refusals in a row of the same version
         self._retry_at = 0.0
         self._alias_error: str | None = None
+        self._trial: tuple[Rollout, LoadedModel | None] | None = None  # one reference, swapped
+        self.trial_error: str | None = None
+        self._trial_refused: tuple[str, float] | None = None  # (version, retry at)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -83,10 +91,32 @@ class ModelKeeper:
 
     def target_version(self) -> str | None:
         """Return the version the configured alias points at now (or the pinned version)."""
+        return self._read_registry()[0]
+
+    def _read_registry(self) -> tuple[str | None, Rollout | None]:
+        """Read the aliases once: the target version and the rollout (none for a pinned one)."""
         ref = self.settings.serve_ref
         if ref.startswith("v") and ref[1:].isdigit():
-            return ref
-        return self.registry.aliases(self.settings.model_name).aliases.get(ref)
+            return ref, None
+        state = self.registry.aliases(self.settings.model_name)
+        return state.aliases.get(ref), Rollout.from_dict(state.rollout)
+
+    @property
+    def trial(self) -> LoadedModel | None:
+        """The version on trial, loaded; None without a rollout or when it was refused."""
+        held = self._trial
+        return None if held is None else held[1]
+
+    @property
+    def rollout(self) -> Rollout | None:
+        """The rollout the registry records (the trial may still have failed to load)."""
+        held = self._trial
+        return None if held is None else held[0]
+
+    def active_trial(self) -> tuple[Rollout, LoadedModel] | None:
+        """Return the rollout and its loaded model together (one read), or None."""
+        held = self._trial
+        return None if held is None or held[1] is None else (held[0], held[1])
 
     def reload(self, *, force: bool = False) -> dict[str, Any]:
         """Load the target version if it differs from the one served; report what happened.
@@ -97,7 +127,7 @@ class ModelKeeper:
             if self.settings.serve_model_dir is not None:
                 return self._load_pinned(self.settings.serve_model_dir, force)
             try:
-                target = self.target_version()
+                target, rollout = self._read_registry()
             except Exception as exc:  # e.g. a garbled aliases.json: keep serving what we have
                 self._alias_error = f"cannot read the {self.settings.serve_ref} alias: {exc}"
                 self._refuse(None, self._alias_error)
@@ -106,16 +136,49 @@ class ModelKeeper:
                 self.last_error = None if self.last_error == self._alias_error else self.last_error
                 self._alias_error = None
             served = self.current.version if self.current else None
+            self._sync_trial(rollout, force)
             if target is None or target == served:
                 return {**self.status(), "changed": False}
             if target == self.refused and not (force or self._retry_due()):
                 return {**self.status(), "changed": False}
-            self._swap(target, lambda: load_from_registry(
-                self.registry, self.settings.model_name, target,
-                prefer_gpu=self.settings.prefer_gpu,
-                intra_op_threads=self.settings.onnx_threads))  # fmt: skip
+            self._swap(target, lambda: self._load(target))
             return {**self.status(), "changed": self.current is not None
                     and self.current.version == target}  # fmt: skip
+
+    def _load(self, version: str) -> LoadedModel:
+        """Load a registry version with the service's settings."""
+        return load_from_registry(
+            self.registry, self.settings.model_name, version,
+            prefer_gpu=self.settings.prefer_gpu,
+            intra_op_threads=self.settings.onnx_threads)  # fmt: skip
+
+    def _sync_trial(self, rollout: Rollout | None, force: bool) -> None:
+        """Load the rollout's version when it changed; drop the trial when the rollout ended."""
+        if rollout is None:
+            self._trial, self.trial_error, self._trial_refused = None, None, None
+            return
+        held = self._trial
+        if held is not None and held[1] is not None and held[1].version == rollout.version:
+            self._trial = (rollout, held[1])  # e.g. a canary widened: same model, new share
+            return
+        refused = self._trial_refused
+        if refused and refused[0] == rollout.version and not force and self.clock() < refused[1]:
+            self._trial = (rollout, None)
+            return
+        try:
+            model: LoadedModel | None = self._check_contract(self._load(rollout.version))
+        except Exception as exc:  # a trial that cannot load never stops the champion serving
+            model, error = None, str(exc) if isinstance(exc, ModelLoadError) else repr(exc)
+            self.trial_error = f"{rollout.strategy} {rollout.version} refused: {error}"
+            retry_s = max(self.settings.reload_interval_s, RETRY_FIRST_S)
+            self._trial_refused = (rollout.version, self.clock() + retry_s)
+            self.metrics.reloads.labels(outcome="trial_refused").inc()
+            log.error("%s; the champion serves alone", self.trial_error)
+        else:
+            self.trial_error, self._trial_refused = None, None
+            self.metrics.reloads.labels(outcome="trial_loaded").inc()
+            log.info("%s %s on trial at share %s", rollout.strategy, rollout.version, rollout.share)
+        self._trial = (rollout, model)
 
     def _load_pinned(self, folder: str, force: bool) -> dict[str, Any]:
         """Load the pinned folder's model unless it is loaded (or failed and waits to retry)."""
@@ -183,7 +246,17 @@ class ModelKeeper:
         """Return the keeper's state for `GET /model` and the reload endpoint."""
         return {"served_version": self.served_version(), "serve_ref": self.settings.serve_ref,
                 "last_reload_error": self.last_error, "refused_version": self.refused,
-                "error": self.last_error}  # fmt: skip
+                "error": self.last_error, "rollout": self.rollout_status()}  # fmt: skip
+
+    def rollout_status(self) -> dict[str, Any] | None:
+        """Return the rollout for `status()`: strategy, version, share, loaded and error."""
+        held = self._trial
+        if held is None:
+            return None
+        rollout, model = held
+        error = None if model is not None else self.trial_error
+        return {"strategy": rollout.strategy, "version": rollout.version, "share": rollout.share,
+                "loaded": model is not None, "error": error}  # fmt: skip
 
 
 def start_logger(settings: Settings) -> PredictionLogger:

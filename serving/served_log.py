@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,33 +25,56 @@ from mlops.monitoring.prediction_logger import PredictionLogger, utc_now
 
 
 @dataclass(frozen=True)
-class _Served:
+class Served:
+    """One served request (or the part of it one model answered)."""
+
     request_id: str
     model: LoadedModel
     received_at: datetime
     rows: RecordColumns
     output: np.ndarray
+    shadow: LoadedModel | None = None  # the shadow on trial when it was answered, if any
 
 
 class ServedLog:
-    """Queue served requests on the event loop; record them `delay_s` later, or at `max_rows`."""
+    """Queue served requests on the event loop; record them `delay_s` later, or at `max_rows`.
+
+    `on_drained`, if given, receives every recorded group of one model (and one shadow) with its
+    features frame (None if it could not be built), e.g. for a shadow's scorer; it must not block
+    or raise.
+    """
 
     def __init__(
-        self, logger: PredictionLogger, metrics: Any, *, delay_s: float = 0.1, max_rows: int = 4096
+        self,
+        logger: PredictionLogger,
+        metrics: Any,
+        *,
+        delay_s: float = 0.1,
+        max_rows: int = 4096,
+        on_drained: Callable[[list[Served], pd.DataFrame | None], None] | None = None,
     ) -> None:
         self.logger = logger
+        self.on_drained = on_drained
         self.metrics = metrics
         self.delay_s = delay_s
         self.max_rows = max_rows
-        self._pending: list[_Served] = []
+        self._pending: list[Served] = []
         self._rows = 0
         self._lock = threading.Lock()  # drain() may also run from the shutdown hook
         self._timer: asyncio.TimerHandle | None = None
 
-    def add(self, request_id: str, model: LoadedModel, rows: RecordColumns, output: Any) -> None:
-        """Note one served request (call on the event loop; no pandas, no I/O)."""
+    def add(
+        self,
+        request_id: str,
+        model: LoadedModel,
+        rows: RecordColumns,
+        output: Any,
+        shadow: LoadedModel | None = None,
+    ) -> None:
+        """Note one served request and the shadow that should score it (call on the event loop;
+        no pandas, no I/O)."""
         with self._lock:
-            self._pending.append(_Served(request_id, model, utc_now(), rows, output))
+            self._pending.append(Served(request_id, model, utc_now(), rows, output, shadow))
             self._rows += len(rows)
             full = self._rows >= self.max_rows
         loop = asyncio.get_running_loop()
@@ -67,16 +91,24 @@ class ServedLog:
                 self._timer.cancel()
                 self._timer = None
         start = 0
-        while start < len(pending):  # runs of one model version share their frames
+        while start < len(pending):  # runs of one model (and shadow) share their frames
             end = start + 1
-            while end < len(pending) and pending[end].model is pending[start].model:
+            while (
+                end < len(pending)
+                and pending[end].model is pending[start].model
+                and pending[end].shadow is pending[start].shadow
+            ):
                 end += 1
-            self._record(pending[start:end])
+            features = self._record(pending[start:end])
+            if self.on_drained is not None:
+                self.on_drained(pending[start:end], features)
             start = end
         if pending:
             self.metrics.observe_logger(self.logger.stats)
 
-    def _record(self, group: list[_Served]) -> None:
+    def _record(self, group: list[Served]) -> pd.DataFrame | None:
+        """Hand one model's group to the logger; return its features frame (None on failure)."""
+        features = None
         try:
             model = group[0].model
             features = pd.DataFrame(RecordColumns.concat([s.rows for s in group]).values)
@@ -89,3 +121,4 @@ class ServedLog:
             )
         except Exception:  # logging never fails a response
             self.metrics.log_failures.inc(len(group))
+        return features

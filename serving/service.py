@@ -2,6 +2,8 @@
 
 The request model is generated from the data contract when this module is imported (BentoML needs
 the types at class definition); everything else (registry, model, logging) starts in `__init__`.
+While the registry records a rollout, the version on trial serves beside the champion: a shadow
+scores the served records off the response path, a canary answers its share (`serving.trial`).
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from mlops.contract.api_model import (
+    AnsweredPart,
     PredictResponse,
     RecordColumns,
     build_record_model,
     render_response,
+    render_routed_response,
 )
 from mlops.contract.loader import load_contract
 from mlops.inference.model import LoadedModel
+from mlops.registry.rollouts import Rollout
 from mlops.settings import get_settings, quiet_telemetry
 from serving.answers import MODEL_ANSWERS, RELOAD_ANSWERS
 from serving.batching import MicroBatcher
@@ -37,6 +42,7 @@ from serving.observability import (
 )
 from serving.runtime import ModelKeeper, start_logger, tune_gc
 from serving.served_log import ServedLog
+from serving.trial import ShadowScorer, answer_with_canary, routing_keys
 
 quiet_telemetry()
 
@@ -91,7 +97,9 @@ class PredictionService:
         self.keeper = ModelKeeper(self.settings, self.metrics, CONTRACT.fingerprint)
         self.keeper.start()
         self.logger = start_logger(self.settings)
-        self.served_log = ServedLog(self.logger, self.metrics)
+        self.shadow = ShadowScorer(self.logger, self.metrics)
+        self.shadow.start()
+        self.served_log = ServedLog(self.logger, self.metrics, on_drained=self.shadow.offer)
         self.batcher = MicroBatcher(
             self._run_batch,
             max_batch_size=self.settings.max_batch_size,
@@ -115,17 +123,43 @@ class PredictionService:
             ctx.response.status_code = 503
             return JSONResponse({"error": "no model loaded yet"}, status_code=503)  # type: ignore[return-value]
         rows = RecordColumns.from_records(records, FIELDS)
-        if self.settings.batching:
-            output, model = await self.batcher.submit(rows)
-        elif len(rows) <= INLINE_ROWS:
-            output, model = self._run_batch(rows)
-        else:
-            output, model = await anyio.to_thread.run_sync(self._run_batch, rows)
-        request_id = uuid.uuid4().hex
         ids = rows.values[CONTRACT.id_column] if CONTRACT.id_column else None
-        self.served_log.add(request_id, model, rows, output)
+        trial = self.keeper.active_trial()
+        if trial is not None and trial[0].strategy == "canary":
+            return await self._predict_with_canary(rows, ids, *trial)  # type: ignore[return-value]
+        output, model = await self._answer(rows)
+        request_id = uuid.uuid4().hex
+        shadow = trial[1] if trial is not None else None  # scored off the response path
+        self.served_log.add(request_id, model, rows, output, shadow)
         body = render_response(request_id, model.version, output, model.manifest, ids)
         return Response(body, media_type="application/json")  # type: ignore[return-value]
+
+    async def _answer(self, rows: RecordColumns) -> tuple[Any, LoadedModel]:
+        """Predict with the champion: micro-batched, inline, or in a thread for large requests."""
+        if self.settings.batching:
+            return await self.batcher.submit(rows)
+        if len(rows) <= INLINE_ROWS:
+            return self._run_batch(rows)
+        return await anyio.to_thread.run_sync(self._run_batch, rows)
+
+    async def _predict_with_canary(
+        self, rows: RecordColumns, ids: list[Any] | None, rollout: Rollout, canary: LoadedModel
+    ) -> Response:
+        """Answer the canary's share of the records with it, the rest with the champion."""
+        request_id = uuid.uuid4().hex
+        keys = routing_keys(ids, request_id, len(rows))
+        parts = await answer_with_canary(rows, keys, rollout, canary, self._answer, self.metrics)
+        for part in parts:
+            self.served_log.add(request_id, part.model, part.rows, part.output)
+        champion = parts[0].model if parts[0].model is not canary else self.keeper.current
+        answered = [
+            AnsweredPart(p.positions, p.output, p.model.manifest, p.model.version,
+                         None if ids is None else [ids[i] for i in p.positions])
+            for p in parts
+        ]  # fmt: skip
+        version = champion.version if champion is not None else canary.version
+        body = render_routed_response(request_id, version, answered, len(rows))
+        return Response(body, media_type="application/json")
 
     def _run_batch(self, rows: RecordColumns) -> tuple[Any, LoadedModel]:
         """Predict one batch with the model served now; count its records and unseen values."""
@@ -139,7 +173,7 @@ class PredictionService:
 
     @admin.get("/model", responses=MODEL_ANSWERS)
     def model_info(self) -> JSONResponse:
-        """Describe the model being served: version, manifest summary, device."""
+        """Describe the model being served (version, manifest summary, device) and any rollout."""
         model = self.keeper.current
         if model is None:
             status = self.keeper.status()
@@ -161,6 +195,7 @@ class PredictionService:
         """Stop watching the registry and flush the prediction log."""
         self.keeper.stop()
         self.served_log.drain()
+        self.shadow.stop()
         self.logger.stop()
 
 

@@ -8,6 +8,7 @@ labels later. Strict contracts reject unknown fields.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -110,6 +111,11 @@ class Prediction(BaseModel):
         None, description="Class probabilities, keyed by class label (classification only)."
     )
     id: str | None = Field(None, description="The record's id, when it was sent.")
+    model_version: str | None = Field(
+        None,
+        description="Registry version that answered this record: set on every record while a "
+        "canary shares the traffic, else null.",
+    )
 
 
 class PredictResponse(BaseModel):
@@ -135,7 +141,12 @@ def prediction_dicts(
     ids = ids or [None] * len(output)
     if manifest["task"] == "regression":
         return [
-            {"prediction": float(v), "probabilities": None, "id": None if i is None else str(i)}
+            {
+                "prediction": float(v),
+                "probabilities": None,
+                "id": None if i is None else str(i),
+                "model_version": None,
+            }
             for v, i in zip(output, ids, strict=True)
         ]
     threshold = float(manifest.get("decision_threshold", 0.5))
@@ -152,6 +163,7 @@ def prediction_dicts(
                 "prediction": classes[index],
                 "probabilities": dict(zip(labels, probs, strict=True)),
                 "id": None if record_id is None else str(record_id),
+                "model_version": None,
             }
         )
     return rows
@@ -175,6 +187,35 @@ def render_response(
 
 
 @dataclass(frozen=True)
+class AnsweredPart:
+    """The records of one request that one model version answered, by position in the request."""
+
+    positions: Sequence[int]
+    output: Any
+    manifest: dict[str, Any]
+    model_version: str
+    ids: list[Any] | None = None
+
+
+def render_routed_response(
+    request_id: str, model_version: str, parts: Sequence[AnsweredPart], rows: int
+) -> bytes:
+    """Return a `PredictResponse` body whose records several versions answered (a canary).
+
+    Every record names the version that answered it; `model_version` is the champion's.
+    """
+    predictions: list[dict[str, Any]] = [{}] * rows
+    for part in parts:
+        dicts = prediction_dicts(part.output, part.manifest, part.ids)
+        for position, answer in zip(part.positions, dicts, strict=True):
+            answer["model_version"] = part.model_version
+            predictions[position] = answer
+    return to_json(
+        {"request_id": request_id, "model_version": model_version, "predictions": predictions}
+    )
+
+
+@dataclass(frozen=True)
 class RecordColumns:
     """The validated records of one request as columns of plain values: name -> one per record."""
 
@@ -188,6 +229,13 @@ class RecordColumns:
     def from_records(cls, records: list[BaseModel], names: tuple[str, ...]) -> RecordColumns:
         """Take the named fields of validated records (no `model_dump`: this is the hot path)."""
         return cls({name: [getattr(r, name) for r in records] for name in names}, len(records))
+
+    def take(self, positions: Sequence[int]) -> RecordColumns:
+        """Return the records at `positions`, in that order."""
+        return RecordColumns(
+            {name: [column[i] for i in positions] for name, column in self.values.items()},
+            len(positions),
+        )
 
     @classmethod
     def concat(cls, parts: list[RecordColumns]) -> RecordColumns:
