@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -105,6 +106,14 @@ def gate_and_promote(
     has_champion = decision.champion_version is not None
     if promote and decision.promote and release_as != "direct" and has_champion:
         trial = put_on_trial(registry, outcome, release_as, share=canary_share, actor=actor)
+        decision = replace(
+            decision,
+            verdict=decision.verdict.replace(
+                f"{challenger.version} is promoted:",
+                f"{challenger.version} passes the gate and goes on trial as a {release_as}:",
+                1,
+            ),
+        )
         note += (
             f"\n\nOn trial as a {release_as} beside {decision.champion_version} (gate.release): "
             "monitor-model promotes it or ends it on live traffic.\n"

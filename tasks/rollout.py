@@ -93,14 +93,18 @@ def judge_rollout(
 ) -> Verdict:
     """Judge the version on trial on what was served since it started (a canary: since its step).
 
-    Rows served in the first `settle_s` after the change are left out: serving replicas pick a
-    change up at their next registry poll, and until then they route by the old share (a
-    canary's ids answered by the champion would pass for its errors).
+    For a canary, rows served in the first `settle_s` after the change are left out: serving
+    replicas pick a change up at their next registry poll, and until then they route by the old
+    share (a canary's ids answered by the champion would pass for its errors). A shadow needs no
+    settling: its evidence is the rows both versions scored.
 
     A shadow is compared with the champion on the same labelled records; a canary on its errors
     and on its labelled records against the champion's in the same window.
     """
     changed_at = (trial.step_at if trial.strategy == "canary" else None) or trial.started_at
+    if trial.strategy == "shadow":
+        settle_s = 0.0  # a shadow's evidence is paired rows: a row only one version scored is
+        # simply unpaired, never mistaken for anything, so nothing needs leaving out
     since = datetime.fromisoformat(changed_at or until.isoformat()) + timedelta(seconds=settle_s)
     served = read_prediction_log(
         settings.store("predictions"), settings.model_name, start=since, end=until
