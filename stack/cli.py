@@ -242,10 +242,20 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the simulated world.")] = 42,
     prefect_port: Annotated[int, typer.Option(help="Prefect UI/API port if free.")] = 4200,
     serve_port: Annotated[int, typer.Option(help="Prediction API port if free.")] = 3000,
+    release: Annotated[
+        str,
+        typer.Option(
+            help="How a retrained challenger that passes the gate is released: "
+            "shadow (judged on live labels first), canary or direct."
+        ),
+    ] = "shadow",
 ) -> None:
     """Play the continuous-training loop on a local stack and leave it running (`mlops stop`)."""
+    from mlops.registry.rollouts import STRATEGIES
     from stack.demo import Demo, DemoConfig
 
+    if release not in STRATEGIES:
+        raise typer.BadParameter(f"must be one of {', '.join(STRATEGIES)}", param_hint="--release")
     quiet_telemetry()
     config = DemoConfig(
         days=days,
@@ -255,6 +265,7 @@ def demo(
         seed=seed,
         prefect_port=prefect_port,
         serve_port=serve_port,
+        release=release,
     )
     Demo(get_settings(), config, console).run()
 

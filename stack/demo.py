@@ -49,6 +49,7 @@ class DemoConfig:
     seed: int = 42
     max_epochs: int = 8
     cooldown_days: float = 2.5  # no retrain within this many replayed days of the last one
+    release: str = "shadow"  # a retrained challenger that passes the gate shadows the champion
     prefect_port: int = 4200
     serve_port: int = 3000
 
@@ -144,6 +145,9 @@ class Demo:
             "MLOPS_SERVING_URL": f"http://127.0.0.1:{self.serve_port}",
             # monitor-model must read the profile windows with serving's length
             "MLOPS_PROFILE_WINDOW_S": str(self.settings.profile_window_s),
+            # serving polls the registry every second, and monitor-model leaves out the rows
+            # of the first 3 polls after a rollout changes (a replayed day lasts seconds)
+            "MLOPS_RELOAD_INTERVAL_S": "1",
             "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
         }
         self.stack = Stack(api=api, ui=f"http://127.0.0.1:{port}", env=env)
@@ -165,6 +169,7 @@ class Demo:
         values = {
             "mlops_train_data": {},  # every landed day
             "mlops_train_hyperparameters": {"max_epochs": c.max_epochs, "patience": 2},
+            "mlops_train_gate": {"release": c.release},
             "mlops_monitor_labels_uri": str(self.landed / "labels"),
         }
         command = [sys.executable, str(REPO_ROOT / "deployments" / "bootstrap.py")]
@@ -186,10 +191,7 @@ class Demo:
     def start_serving(self) -> None:
         """Serve the champion with `mlops serve` (polls the registry every second)."""
         port = self.serve_port
-        env = self.stack.env | {
-            "MLOPS_RELOAD_INTERVAL_S": "1",
-            "MLOPS_LOG_FLUSH_S": "1",
-        }
+        env = self.stack.env | {"MLOPS_LOG_FLUSH_S": "1"}
         self.step(f"Serving the champion with BentoML on http://127.0.0.1:{port}")
         service = stack.start_service(self.run_dir, env, REPO_ROOT, port=port)
         self.stack.service = service.url or ""
@@ -199,11 +201,14 @@ class Demo:
         began = time.monotonic()
         self.land(index)
         day = self.sim.date_of(index)
+        trial = Registry(self.settings.registry).aliases(self.settings.model_name).rollout
         served = replay.send_traffic(self.stack.service, replay.day_records(self.world, day))
         start, end = served.span
         replay.wait_logged(self.settings, served)
         self.spans[index] = (start, end)
         row = DayRow(index, day, served.rows, served.rejected, sorted(served.versions))
+        if trial:
+            row.trial = f"{trial['version']} {trial['strategy']}"
         self.rows.append(row)
         monitor = self.monitor(index, start, end)
         row.drift_share = monitor.get("drift_share")
@@ -214,13 +219,16 @@ class Demo:
             f"with {','.join(row.versions)}; {monitor.get('explanation', '')}"
         )
         self.day_seconds = self.day_seconds or time.monotonic() - began
+        actions = [self.follow_rollout(monitor["rollout"])] if monitor.get("rollout") else []
         if monitor.get("event_emitted") and monitor.get("retrain"):
-            row.action = self.follow_retrain(monitor)
+            row.action = "; ".join([a for a in actions if a] + [self.follow_retrain(monitor)])
         elif monitor.get("event_emitted"):  # a data-quality incident: nothing to wait for
             self.console.print(
                 f"  [yellow]event {monitor['event']}[/]: no retrain on a broken feed"
             )
-            row.action = "incident raised, no retrain"
+            row.action = "; ".join([a for a in actions if a] + ["incident raised, no retrain"])
+        else:
+            row.action = "; ".join(a for a in actions if a)
 
     def monitor(self, index: int, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
         """Run monitor-model on the day's window; performance on yesterday's labelled rows."""
@@ -273,12 +281,38 @@ class Demo:
         if not state.is_completed():
             return f"retrain failed: {state.name}"
         version = result["version"]
+        if result.get("on_trial"):
+            strategy = result["on_trial"]["strategy"]
+            self.console.print(
+                f"  [cyan]{version} on trial as a {strategy}[/]: {result['verdict']}"
+            )
+            return f"{version} passed the gate: {strategy}"
         if not result.get("promoted"):
             self.console.print(f"  [red]{version} refused[/]: {result['verdict']}")
             return f"{version} refused"
         waited = self.wait_served(version)
         self.console.print(f"  [green]{version} promoted[/]; serving reloaded it in {waited:.0f} s")
         return f"{version} promoted"
+
+    def follow_rollout(self, verdict: dict[str, Any]) -> str:
+        """Say what monitor-model decided on the version on trial; follow a promotion it asked."""
+        version, strategy, action = verdict["version"], verdict["strategy"], verdict["action"]
+        self.console.print(f"  [cyan]{strategy} {version}: {action}[/], {verdict['reason']}")
+        if action == "wait":
+            return ""
+        if action != "won":
+            return f"{strategy} {version}: {action}"
+        run = orchestration.new_run("promote-model", self.seen_runs, timeout_s=120)
+        if run is None:
+            return f"shadow {version} won; no promote-model run started"
+        self.seen_runs.add(str(run.id))
+        state = orchestration.wait_final(run.id, timeout_s=300)
+        if not state.is_completed():
+            return f"shadow {version} won; promotion failed: {state.name}"
+        waited = self.wait_served(version)
+        self.console.print(f"  [green]{version} promoted[/] by the shadow-won trigger; serving "
+                           f"reloaded it in {waited:.0f} s")  # fmt: skip
+        return f"shadow {version} won, promoted"
 
     def wait_served(self, version: str, timeout_s: float = 60) -> float:
         """Wait until the service answers with `version`; return the seconds it took."""

@@ -34,6 +34,7 @@ class DayRow:
     decision: str = ""
     action: str = ""
     live: list[dict[str, Any]] = field(default_factory=list)
+    trial: str = ""  # the version on trial while the day was served ("v2 shadow")
 
 
 def short_decision(monitor: dict[str, Any]) -> str:
@@ -75,11 +76,15 @@ def world_events(config: SimulationConfig, day: dt.date) -> str:
     return ",".join(dict.fromkeys(tags))
 
 
-def live_figures(live: list[dict[str, Any]]) -> tuple[str, str]:
-    """Return the live ROC AUC and accuracy of a day (the rows-weighted first version's)."""
-    if not live:
+def live_figures(live: list[dict[str, Any]], versions: list[str] | None = None) -> tuple[str, str]:
+    """Return the live ROC AUC and accuracy of a day: the answering version with most rows.
+
+    A shadow scores the same rows as the champion: its figures are not what clients got.
+    """
+    answered = [row for row in live if versions is None or row["version"] in versions] or live
+    if not answered:
         return "pending", ""
-    best = max(live, key=lambda row: row["labelled_rows"])
+    best = max(answered, key=lambda row: row["labelled_rows"])
     auc, accuracy = best.get("live"), best.get("live_accuracy")
     return (
         f"{auc:.3f}" if auc is not None else "n/a",
@@ -103,13 +108,13 @@ def render_timeline(rows: list[DayRow], config: SimulationConfig) -> Table:
     for column in ("AUC", "acc", "decision", "then"):
         table.add_column(column, no_wrap=True)
     for row in rows:
-        auc, accuracy = live_figures(row.live)
+        auc, accuracy = live_figures(row.live, row.versions)
         table.add_row(
             str(row.index + 1),
             world_events(config, row.date),
             str(row.served),
             str(row.refused),
-            ",".join(row.versions),
+            ",".join(row.versions) + (f" +{row.trial}" if row.trial else ""),
             f"{row.drift_share:.0%}" if row.drift_share is not None else "",
             row.drifted[0] if row.drifted else "",
             auc,

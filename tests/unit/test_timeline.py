@@ -17,7 +17,16 @@ def test_timeline_says_decisions_and_live_metrics_briefly() -> None:
     ]
     assert live_figures(live) == ("0.812", "0.970")
     assert live_figures([]) == ("pending", "")
+    # A shadow scored the same rows: the day's figure is the version that answered
+    shadowed = [
+        {"version": "v1", "labelled_rows": 900, "live": 0.7, "live_accuracy": 0.95},
+        {"version": "v2", "labelled_rows": 900, "live": 0.9, "live_accuracy": 0.97},
+    ]
+    assert live_figures(shadowed, ["v1"]) == ("0.700", "0.950")
+    assert live_figures(shadowed, ["v2"]) == ("0.900", "0.970")
     config = SimulationConfig(days=20, rows_per_day=10)
     rows = [DayRow(11, config.date_of(11), 3000, 0, ["v1"], 0.36, ["amount"], "no")]
+    rows[0].trial = "v2 shadow"
     table = render_timeline(rows, config)
     assert table.row_count == 1
+    assert list(table.columns[4].cells) == ["v1 +v2 shadow"]
