@@ -93,6 +93,21 @@ def run_rank(job: Path) -> None:
                        "history": best.history}  # fmt: skip
         torch.save(result, job / "result.part")
         (job / "result.part").rename(job / "result.pt")
+    _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """Wait for every rank, then tear the process group down before the interpreter exits.
+
+    Left to interpreter shutdown, gloo's threads are destroyed while still joinable, and a rank
+    that finishes first aborts ("terminate called without an active exception", SIGABRT),
+    which torchrun reports as a failed fit although every rank had finished.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def main(argv: list[str]) -> int:

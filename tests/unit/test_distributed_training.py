@@ -112,7 +112,8 @@ def test_a_process_group_past_its_timeout_is_stopped_with_its_ranks(
     contract, frame = make_contract("binary"), make_frame("binary", 300, seed=2)
     prep = fit_preprocessor(frame, contract)
     arrays = (*encode_features(frame, prep), encode_target(frame["label"], prep.target))
-    params = dataclasses.replace(PARAMS, devices=2)
+    # 1,000 epochs: far more than 6 s allow on any machine, so the fit can only end stopped
+    params = dataclasses.replace(PARAMS, devices=2, max_epochs=1000, patience=1000)
 
     with pytest.raises(DistributedTrainingError, match="did not finish in 6 s"):
         fit_in_process_group("binary", prep, params, arrays, arrays, timeout_s=6)
