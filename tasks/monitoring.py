@@ -223,12 +223,18 @@ def publish_decision(
     get_run_logger().info(decision.explanation)
     if not (emit and decision.event):  # a retrain event, or a data-quality incident
         return False
+    emit_model_event(model_name, decision.event, payload)
+    return True
+
+
+def emit_model_event(model_name: str, event: str, payload: dict[str, Any]) -> None:
+    """Emit an `mlops.model.*` event about a model (resource `mlops.model.<name>`, which the
+    deployment triggers in prefect.yaml match on)."""
     emit_event(
-        event=decision.event,
+        event=event,
         resource={
             "prefect.resource.id": f"mlops.model.{model_name}",
             "prefect.resource.name": model_name,
         },
         payload=payload,
     )
-    return True

@@ -8,7 +8,6 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.events import emit_event
 from prefect.logging import get_run_logger
 
 from mlops.contract.spec import Contract
@@ -19,6 +18,7 @@ from mlops.registry.rollouts import Rollout
 from mlops.registry.store import ModelVersion, Registry
 from mlops.release.rollout import Verdict, judge_canary, judge_shadow
 from mlops.settings import Settings
+from tasks.monitoring import emit_model_event
 
 ROLLOUT_EVENTS = {
     "started": "mlops.model.rollout-started",
@@ -28,19 +28,8 @@ ROLLOUT_EVENTS = {
     "promote": "mlops.model.canary-promoted",
     "rollback": "mlops.model.canary-rolled-back",
 }
+ENDINGS = {"won": "won", "retire": "retired", "rollback": "rolled_back"}  # verdict -> outcome
 MONITOR_ACTOR = "monitor-model"
-
-
-def emit_rollout_event(model_name: str, what: str, payload: dict[str, Any]) -> None:
-    """Emit one of `ROLLOUT_EVENTS` about a model (resource `mlops.model.<name>`)."""
-    emit_event(
-        event=ROLLOUT_EVENTS[what],
-        resource={
-            "prefect.resource.id": f"mlops.model.{model_name}",
-            "prefect.resource.name": model_name,
-        },
-        payload=payload,
-    )
 
 
 @task(name="start-rollout", cache_policy=NO_CACHE)
@@ -72,7 +61,9 @@ def start_rollout(
         f"| actor | {actor} |\n| registry revision | {state.revision} |\n",
         description=summary,
     )
-    emit_rollout_event(version.model, "started", {**trial.to_dict(), "reason": reason})
+    emit_model_event(
+        version.model, ROLLOUT_EVENTS["started"], {**trial.to_dict(), "reason": reason}
+    )
     get_run_logger().info(summary)
     return trial
 
@@ -101,11 +92,11 @@ def judge_rollout(
     A shadow is compared with the champion on the same labelled records; a canary on its errors
     and on its labelled records against the champion's in the same window.
     """
-    changed_at = (trial.step_at if trial.strategy == "canary" else None) or trial.started_at
-    if trial.strategy == "shadow":
-        settle_s = 0.0  # a shadow's evidence is paired rows: a row only one version scored is
-        # simply unpaired, never mistaken for anything, so nothing needs leaving out
-    since = datetime.fromisoformat(changed_at or until.isoformat()) + timedelta(seconds=settle_s)
+    if trial.strategy == "canary":
+        changed_at, settle = trial.step_at or trial.started_at, settle_s
+    else:  # a row only one version scored is unpaired, never mistaken for anything
+        changed_at, settle = trial.started_at, 0.0
+    since = datetime.fromisoformat(changed_at or until.isoformat()) + timedelta(seconds=settle)
     served = read_prediction_log(
         settings.store("predictions"), settings.model_name, start=since, end=until
     )
@@ -121,35 +112,15 @@ def judge_rollout(
         v: registry.get(settings.model_name, v).manifest for v in (champion, trial.version)
     }
     target = contract.target.name
-    if trial.strategy == "shadow":
-        if contract.id_column is None:
-            return Verdict(
-                "shadow",
-                trial.version,
-                "wait",
-                f"contract {contract.name!r} has no "
-                "id column: champion and shadow rows cannot be paired",
-            )
-        return judge_shadow(
-            labelled,
-            trial,
-            champion,
-            manifests,
-            id_column=contract.id_column,
-            target=target,
-            margin=margin,
-            min_rows=min_rows,
-        )
-    return judge_canary(
-        served,
-        labelled,
-        trial,
-        champion,
-        manifests,
-        id_column=contract.id_column,
-        target=target,
-        min_rows=min_rows,
-    )
+    if trial.strategy == "canary":
+        return judge_canary(served, labelled, trial, champion, manifests, target=target,
+                            id_column=contract.id_column, min_rows=min_rows)  # fmt: skip
+    if contract.id_column is None:
+        reason = (f"contract {contract.name!r} has no id column: champion and shadow rows "
+                  "cannot be paired")  # fmt: skip
+        return Verdict("shadow", trial.version, "wait", reason)
+    return judge_shadow(labelled, trial, champion, manifests, id_column=contract.id_column,
+                        target=target, margin=margin, min_rows=min_rows)  # fmt: skip
 
 
 @task(name="act-on-rollout", cache_policy=NO_CACHE)
@@ -165,22 +136,17 @@ def act_on_verdict(
     log = get_run_logger()
     action, version = verdict.action, verdict.version
     reason = f"{verdict.strategy} {verdict.action}: {verdict.reason}"
-    revision = None
-    if action in ("won", "retire", "rollback"):
-        outcome = {"won": "won", "retire": "retired", "rollback": "rolled_back"}[action]
+    actor, state = MONITOR_ACTOR, None
+    if action in ENDINGS:
         state = registry.end_rollout(
-            model_name, outcome, version=version, actor=MONITOR_ACTOR, reason=reason
+            model_name, ENDINGS[action], version=version, actor=actor, reason=reason
         )
-        revision = state.revision
     elif action == "widen" and verdict.next_share is not None:
-        state = registry.widen_rollout(
-            model_name, verdict.next_share, actor=MONITOR_ACTOR, reason=reason
-        )
-        revision = state.revision
+        state = registry.widen_rollout(model_name, verdict.next_share, actor=actor, reason=reason)
     elif action == "promote":
-        state = registry.promote(model_name, version, actor=MONITOR_ACTOR, reason=reason)
-        revision = state.revision
-    changed = revision is not None
+        state = registry.promote(model_name, version, actor=actor, reason=reason)
+    revision = None if state is None else state.revision
+    changed = state is not None
     summary = f"{model_name} {version} ({verdict.strategy}): {action}, {verdict.reason}"
     rows = "\n".join(f"| {k} | {v} |" for k, v in verdict.to_dict().items() if v is not None)
     create_markdown_artifact(
@@ -193,5 +159,5 @@ def act_on_verdict(
     event = None
     if changed and emit and action in ROLLOUT_EVENTS:
         event = ROLLOUT_EVENTS[action]
-        emit_rollout_event(model_name, action, {**verdict.to_dict(), "explanation": reason})
+        emit_model_event(model_name, event, {**verdict.to_dict(), "explanation": reason})
     return {**verdict.to_dict(), "changed": changed, "revision": revision, "event": event}
