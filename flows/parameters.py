@@ -40,6 +40,11 @@ class DataSpec(BaseModel):
     start: datetime | None = Field(None, description="Window start (inclusive), by timestamp.")
     end: datetime | None = Field(None, description="Window end (exclusive), by timestamp.")
     last_rows: int | None = Field(None, ge=1, description="Keep only the newest N rows.")
+    last: timedelta | None = Field(
+        None,
+        description="Keep only the rows within this span before the newest one, by timestamp "
+        "(e.g. P90D): the training window of scheduled and triggered retrains.",
+    )
     exclude_incidents: bool = Field(
         True,
         description="Training: set aside (quarantine) rows served in monitoring windows that "
@@ -48,7 +53,7 @@ class DataSpec(BaseModel):
 
     def window(self) -> Window:
         """Return the rows to keep, by time or by count."""
-        return Window(start=self.start, end=self.end, last_rows=self.last_rows)
+        return Window(start=self.start, end=self.end, last_rows=self.last_rows, last=self.last)
 
     def uris(self, data_store: str) -> tuple[str, str | None]:
         """Return the data and labels URIs (default: the simulator's output under `data_store`)."""

@@ -38,6 +38,10 @@ def train(
     start: Annotated[str | None, typer.Option(help="Window start (ISO time).")] = None,
     end: Annotated[str | None, typer.Option(help="Window end (ISO time, exclusive).")] = None,
     last_rows: Annotated[int | None, typer.Option(help="Keep only the newest N rows.")] = None,
+    last: Annotated[
+        str | None,
+        typer.Option(help="Keep only the span before the newest row (90d, 12h, 2w)."),
+    ] = None,
     max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs.")] = 25,
     accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
     holdout_fraction: Annotated[
@@ -58,11 +62,15 @@ def train(
     quiet_telemetry()
     from flows.parameters import DataSpec, GateSpec
     from flows.training import train_model_flow
+    from mlops.backtest.plan import Span
     from mlops.training.train import TrainParams
 
     settings = get_settings()
-    if not (data_uri or start or end or last_rows):
+    if not (data_uri or start or end or last_rows or last):
         end = default_train_end(settings)
+    span = Span.parse(last) if last else None
+    if span is not None and span.duration is None:
+        raise typer.BadParameter(f"{last!r} is not a duration (e.g. 90d)", param_hint="--last")
     data = DataSpec(
         contract=contract,
         data_uri=data_uri,
@@ -70,6 +78,7 @@ def train(
         start=dt.datetime.fromisoformat(start) if start else None,
         end=dt.datetime.fromisoformat(end) if end else None,
         last_rows=last_rows,
+        last=None if span is None else span.duration,
     )
     training = TrainParams(
         max_epochs=max_epochs, accelerator=accelerator, holdout_fraction=holdout_fraction

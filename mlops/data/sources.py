@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import fsspec
@@ -27,15 +27,19 @@ class DataSourceError(ValueError):
 
 @dataclass(frozen=True)
 class Window:
-    """Which rows to keep: a time range (start inclusive, end exclusive) and/or the newest N."""
+    """Which rows to keep: a time range (start inclusive, end exclusive), the span `last` before
+    the newest row kept, and/or the newest N."""
 
     start: datetime | None = None
     end: datetime | None = None
     last_rows: int | None = None
+    last: timedelta | None = None
 
     def __post_init__(self) -> None:
         if self.last_rows is not None and self.last_rows < 0:
             raise ValueError(f"window last_rows must be >= 0 (got {self.last_rows})")
+        if self.last is not None and self.last <= timedelta(0):
+            raise ValueError(f"window last must be a positive span (got {self.last})")
         if self.start is not None and self.end is not None and _utc(self.start) >= _utc(self.end):
             raise ValueError(f"window start {self.start} is not before end {self.end}")
 
@@ -200,7 +204,7 @@ def _join_key(ids: pd.Series) -> pd.Series:
 def _order_and_window(frame: pd.DataFrame, contract: Contract, window: Window) -> pd.DataFrame:
     ts = contract.timestamp_column
     if ts is None or ts not in frame.columns:
-        if window.start is not None or window.end is not None:
+        if window.start is not None or window.end is not None or window.last is not None:
             why = "has no timestamp column" if ts is None else f"column {ts!r} is not in the data"
             raise DataSourceError(
                 f"a time window needs timestamps, but contract {contract.name!r} {why}; "
@@ -215,6 +219,10 @@ def _order_and_window(frame: pd.DataFrame, contract: Contract, window: Window) -
         keep &= (parsed >= _utc(window.start)) | parsed.isna()
     if window.end is not None:
         keep &= (parsed < _utc(window.end)) | parsed.isna()
+    if window.last is not None and keep.any():
+        newest = parsed[keep].max()
+        if pd.notna(newest):  # rows without a time stay, as they do for start and end
+            keep &= (parsed > newest - window.last) | parsed.isna()
     return _last(frame[keep].reset_index(drop=True), window.last_rows)
 
 

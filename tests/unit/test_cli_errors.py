@@ -67,6 +67,16 @@ def test_a_bad_window_time_is_one_line() -> None:
     assert result.stderr == "error: Invalid isoformat string: 'next tuesday'\n"
 
 
+def test_a_last_span_that_is_not_a_duration_is_one_line() -> None:
+    result = runner.invoke(app, ["train", "--last", "500"])
+    assert result.exit_code == 2
+    assert "'500' is not a duration (e.g. 90d)" in result.stderr
+
+    result = runner.invoke(app, ["train", "--last", "soon"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: 'soon' is neither a row count")
+
+
 def test_usage_errors_keep_typer_s_own_message() -> None:
     result = runner.invoke(app, ["promote"])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import fsspec
@@ -219,6 +219,17 @@ def test_last_rows_keeps_the_newest_rows_after_the_range(week: str, penguins: Co
     assert (loaded.rows_read, loaded.rows_in_window) == (7, 2)
 
 
+def test_last_keeps_the_span_before_the_newest_row_in_the_range(
+    week: str, penguins: Contract
+) -> None:
+    loaded = load_dataset(week, penguins, window=Window(last=timedelta(days=2)))
+    assert loaded.frame["tag"].tolist() == ["P0006", "P0007"]  # after Jan 5 12:00, to Jan 7
+    window = Window(end=datetime(2024, 1, 6), last=timedelta(days=1, hours=12), last_rows=1)
+    assert load_dataset(week, penguins, window=window).frame["tag"].tolist() == ["P0005"]
+    window = Window(end=datetime(2024, 1, 6), last=timedelta(days=1, hours=12))
+    assert load_dataset(week, penguins, window=window).frame["tag"].tolist() == ["P0004", "P0005"]
+
+
 def test_time_window_without_timestamp_column_is_refused(tmp_path: Path, houses: Contract) -> None:
     pd.DataFrame({"area_m2": [1.0]}).to_csv(tmp_path / "h.csv", index=False)
     with pytest.raises(DataSourceError, match=r"has no timestamp column.*last_rows"):
@@ -230,6 +241,8 @@ def test_inconsistent_windows_are_refused() -> None:
         Window(last_rows=-1)
     with pytest.raises(ValueError, match="is not before end"):
         Window(start=datetime(2024, 1, 2), end=datetime(2024, 1, 1))
+    with pytest.raises(ValueError, match="last must be a positive span"):
+        Window(last=timedelta(0))
 
 
 # -- labels -------------------------------------------------------------------------------------
