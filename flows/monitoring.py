@@ -13,7 +13,7 @@ from mlops.monitoring.constraints import ConstraintReport
 from mlops.monitoring.estimate import Estimate, estimate_window
 from mlops.monitoring.policy import PolicyInputs, decide_retrain
 from mlops.monitoring.prediction_store import read_window_profiles, window_start
-from mlops.monitoring.window import served_rows, window_policy_inputs
+from mlops.monitoring.window import early_live_metric, served_rows, window_policy_inputs
 from mlops.registry.rollouts import Rollout
 from mlops.registry.store import ModelVersion, Registry
 from mlops.settings import Settings, get_settings
@@ -86,7 +86,7 @@ def monitor_model_flow(
     # 3. Decide (labels first, then the estimate, then drift), remember, tell
     inputs = policy_inputs(
         settings, registry, champion.version, served, drift, performance, policy.metric, end,
-        constraints=constraints, estimate=estimate,
+        constraints=constraints, estimate=estimate, min_labelled_rows=policy.min_labelled_rows,
     )  # fmt: skip
     decision = decide_retrain(inputs, policy)
     result = {
@@ -169,8 +169,12 @@ def policy_inputs(
     *,
     constraints: ConstraintReport | None = None,
     estimate: Estimate | None = None,
+    min_labelled_rows: int = 1,
 ) -> PolicyInputs:
     """Gather what the policy needs: this window, earlier windows, live metric, last retrain.
+
+    The champion's live baseline is its mean metric over its first earlier windows with at
+    least `min_labelled_rows` labels (`early_live_metric`).
 
     Also counts the challengers refused since the champion's promotion (registered after the
     last promotion or rollback: a promoted one would have moved the champion), for the back-off.
@@ -212,4 +216,7 @@ def policy_inputs(
         constraints=constraints,
         estimate=estimate,
         refused_challengers=refused,
+        live_baseline=early_live_metric(
+            [h.get("performance") or [] for h in history], champion, metric, min_labelled_rows
+        ),
     )

@@ -14,6 +14,7 @@ from prefect.runtime import flow_run
 from flows.parameters import DataSpec, GateSpec
 from mlops.contract.spec import Contract
 from mlops.registry.store import Registry
+from mlops.release.build import champion_learned
 from mlops.release.candidate import attach_first_outputs
 from mlops.release.lineage import data_lineage
 from mlops.settings import get_settings
@@ -97,20 +98,23 @@ def release_model(
     registry = Registry(get_settings().registry)
     check_registry_lock(registry, model_name)  # a held lock fails the run now, not after training
     change = find_change(registry, model_name, valid, contract, params)
+    learned = champion_learned(registry, model_name, valid, contract)
     with gpu_slot(params.accelerator, params.devices):
-        fitted = fit_model(valid, contract, params, change)
+        fitted = fit_model(valid, contract, params, change, learned)
     model, splits = fitted.model, fitted.splits
-    metrics, slices = evaluate_holdout(model, contract, splits.holdout)
-    gate_rows = splits.holdout  # a refit challenger is gated by the model before its refit
+    gated = model  # a refit challenger is gated by a model that has not seen the holdout:
+    if params.refit and fitted.before_holdout is not None:  # one that saw what the champion saw
+        with gpu_slot(params.accelerator, params.devices):
+            gated = refit_model(model, fitted.before_holdout, contract)
+    metrics, slices = evaluate_holdout(gated, contract, splits.holdout)
+    gate_rows = splits.holdout
     if params.refit:
-        gate_rows = attach_first_outputs(splits.holdout, predict_torch(model, splits.holdout))
+        gate_rows = attach_first_outputs(splits.holdout, predict_torch(gated, splits.holdout))
         with gpu_slot(params.accelerator, params.devices):
             model = refit_model(model, fitted.rows, contract)
 
     # 3. Export, verify, describe, register as challenger
-    lineage = data_lineage(
-        rows.data_uri, rows.labels_uri, splits, contract.timestamp_column, fitted.rows
-    )
+    lineage = data_lineage(rows.data_uri, rows.labels_uri, splits, contract, fitted.rows)
     with tempfile.TemporaryDirectory(prefix="mlops-export-") as workdir:
         candidate = prepare_candidate(
             model, contract, splits, lineage, metrics, slices,

@@ -53,13 +53,18 @@ def gpu_slot(accelerator: str, devices: int = 1) -> AbstractContextManager[Any]:
 
 @task(name="fit-model", cache_policy=NO_CACHE)
 def fit_model(
-    rows: pd.DataFrame, contract: Contract, params: TrainParams, change: Change | None
+    rows: pd.DataFrame,
+    contract: Contract,
+    params: TrainParams,
+    change: Change | None,
+    learned: int = 0,
 ) -> WindowFit:
     """Split by time and fit preprocessing and network with Lightning on the device available.
 
     After a `change` of concept, also fit on the rows since the change and keep the better.
+    The champion learned the first `learned` rows: the holdout avoids them where it can.
     """
-    fitted = fit_window(rows, contract, params, change)
+    fitted = fit_window(rows, contract, params, change, learned=learned)
     model = fitted.model
     create_table_artifact(
         key="data-splits",

@@ -34,7 +34,11 @@ from mlops.monitoring.performance import performance_by_version
 from mlops.monitoring.policy import decide_retrain
 from mlops.monitoring.profile import profile_frame, profile_from_bytes
 from mlops.monitoring.thresholds import RetrainPolicy
-from mlops.monitoring.window import assess_window, window_policy_inputs
+from mlops.monitoring.window import (
+    assess_window,
+    early_live_metric,
+    window_policy_inputs,
+)
 from mlops.registry.store import Registry
 from mlops.release.candidate import (
     gate_challenger,
@@ -43,6 +47,7 @@ from mlops.release.candidate import (
     register_challenger,
 )
 from mlops.release.gate import GatePolicy
+from mlops.release.lineage import rows_learned
 from mlops.training.evaluate import (
     HIGHER_IS_BETTER,
     PRIMARY_METRIC,
@@ -65,6 +70,7 @@ class _PolicyRun:
     registry: Registry
     champion: str = ""
     drift_shares: list[float] = field(default_factory=list)  # the champion's windows so far
+    performance: list[list[dict[str, Any]]] = field(default_factory=list)  # same windows, labelled
     last_retrain: dt.datetime | None = None  # event time of the last registration
     rows_since_training: int = 0  # batch rows since the last registration
     refused: int = 0  # challengers refused since the champion's promotion (the back-off)
@@ -240,9 +246,13 @@ class Backtest:
             constraints=constraints,
             estimate=estimate,
             refused_challengers=run.refused,
+            live_baseline=early_live_metric(
+                run.performance, run.champion, self._rules.metric, self._rules.min_labelled_rows
+            ),
         )
         decision = decide_retrain(inputs, self._rules)
         run.drift_shares.append(drift.share_drifted)
+        run.performance.append(performance)
         entry |= {"drift_share": round(drift.share_drifted, 4),
                   "constraints_passed": constraints.passed, "evidence": decision.evidence,
                   "estimate": estimate.to_dict() if estimate else None}  # fmt: skip
@@ -256,7 +266,9 @@ class Backtest:
         first, stop = self._window_bounds(batch.stop)
         learned_stop = run.trained_on[run.champion][1]  # the champion learned the rows before it
         learned = int(kept[: max(0, learned_stop - first)].sum())
-        training = self.cache.train(window, self._champion(run), learned=learned)
+        champion = self._champion(run)
+        learned = rows_learned(champion.manifest, learned)
+        training = self.cache.train(window, champion, learned=learned)
         entry |= {"retrained": True, "cached": training.reused}
         run.compute_s += training.seconds if training.reused else 0.0
         if not training.ok:
@@ -278,6 +290,7 @@ class Backtest:
         if promoted:
             run.previous = run.champion
             run.champion, run.drift_shares, run.loaded = version.version, [], None
+            run.performance = []
         return f"{version.version} trained on rows {first}-{stop - 1}: {outcome.decision.verdict}"
 
     def _champion(self, run: _PolicyRun) -> LoadedModel:

@@ -29,7 +29,7 @@ from mlops.release.build import build_candidate
 from mlops.release.candidate import Candidate
 from mlops.release.verify import ExportVerificationError, VerificationReport
 from mlops.training.train import TrainParams, params_dict
-from mlops.training.window import Change, change_in
+from mlops.training.window import Change, change_in, learned_that_matters
 
 
 @dataclass(frozen=True)
@@ -71,11 +71,11 @@ class TrainingCache:
         self.computed = 0
         self.reused = 0
 
-    def key(self, window: pd.DataFrame, change: Change | None = None) -> str:
+    def key(self, window: pd.DataFrame, change: Change | None = None, learned: int = 0) -> str:
         """Return the training's identity: window content, contract, parameters, threshold.
 
-        And where the champion's loss stepped up in it, when it did: that decides which rows
-        are learned (`fit_window`), so two champions that see no change share one training.
+        And where the champion's loss stepped up in it, when it did, and how many of its rows
+        the champion learned: they decide which rows are learned and held out (`fit_window`).
         """
         rows = pd.util.hash_pandas_object(window, index=False).to_numpy().tobytes()
         described = {
@@ -86,6 +86,7 @@ class TrainingCache:
             "params": params_dict(self.params),
             "max_failing_share": self.max_failing_share,
             "change": None if change is None else change.index,
+            "learned": learned,
         }
         return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -98,8 +99,15 @@ class TrainingCache:
         trained on) tells whether the concept changed in the window.
         """
         result = validate_frame(window, self.contract)
-        change = self._change(result, champion, learned)
-        key = self.key(window, change)
+        valid_learned = (  # the champion's rows among the valid ones, about
+            round(learned * result.n_valid / max(result.n_input, 1)) if champion else 0
+        )
+        change = self._change(result, champion, valid_learned)
+        valid_learned = learned_that_matters(
+            result.n_valid, valid_learned, change if self.params.adapt_window else None,
+            val_fraction=self.params.val_fraction, holdout_fraction=self.params.holdout_fraction,
+        )  # fmt: skip
+        key = self.key(window, change, valid_learned)
         found = self._memory.get(key) or self._load(key, len(window))
         if found is not None:
             self.reused += 1
@@ -111,7 +119,7 @@ class TrainingCache:
         started = time.perf_counter()
         staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=self._ensure_root()))
         try:
-            failure = self._compute(result, change, staging)
+            failure = self._compute(result, change, valid_learned, staging)
             (staging / "training.json").write_text(
                 json.dumps({"rows": len(window), "failure": failure,
                             "seconds": time.perf_counter() - started})
@@ -134,19 +142,18 @@ class TrainingCache:
             outputs = champion.predict(result.valid)
         except (KeyError, ValueError):  # a champion from before a change of contract
             return None
-        valid_learned = round(learned * result.n_valid / max(result.n_input, 1))  # ~ positions
-        return change_in(
-            result.valid, self.contract, outputs, champion.manifest, learned=valid_learned
-        )
+        return change_in(result.valid, self.contract, outputs, champion.manifest, learned=learned)
 
-    def _compute(self, result: ValidationResult, change: Change | None, folder: Path) -> str | None:
+    def _compute(
+        self, result: ValidationResult, change: Change | None, learned: int, folder: Path
+    ) -> str | None:
         """Run the release path up to a verified candidate in `folder`; return why it failed."""
         try:
             result.check_threshold(self.max_failing_share)
             candidate, _, splits = build_candidate(
                 self.contract, result.valid, self.params, workdir=folder,
                 reason="backtest retrain", data_uri=self.data_uri, prefer_gpu=self.prefer_gpu,
-                change=change,
+                change=change, learned=learned,
             )  # fmt: skip
         except (ContractViolation, ExportVerificationError, ValueError) as exc:
             return f"{type(exc).__name__}: {exc}"

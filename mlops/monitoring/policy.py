@@ -52,11 +52,12 @@ class PolicyInputs:
 
     `previous_drift_shares` are the shares of drifting features of the windows before the current
     one, oldest first. `metric_value` is the live metric on `labelled_rows` labelled served rows,
-    `champion_metric` the champion's holdout figure. `estimated_metric` is the metric the model's
-    probabilities let us expect on the window, `estimated_reference` the same estimate on its
-    training rows. `failed_checks` names the data checks the window failed. `new_rows` counts rows
-    since the last training; `refused_challengers` the challengers refused since the champion's
-    promotion.
+    `champion_metric` the champion's holdout figure, `live_baseline` its mean live metric on its
+    first windows with enough labels (None before it has one). `estimated_metric` is the metric
+    the model's probabilities let us expect on the window, `estimated_reference` the same
+    estimate on its training rows. `failed_checks` names the data checks the window failed.
+    `new_rows` counts rows since the last training; `refused_challengers` the challengers
+    refused since the champion's promotion.
     """
 
     now: dt.datetime
@@ -67,6 +68,7 @@ class PolicyInputs:
     metric_value: float | None = None
     labelled_rows: int = 0
     champion_metric: float | None = None
+    live_baseline: float | None = None
     last_retrain: dt.datetime | None = None
     estimated_metric: float | None = None
     estimated_reference: float | None = None
@@ -188,7 +190,7 @@ def _drift_clause(inputs: PolicyInputs, policy: RetrainPolicy) -> tuple[bool, st
 
 def _performance_clause(inputs: PolicyInputs, policy: RetrainPolicy) -> tuple[bool, bool, str]:
     """Tell whether labels judge the window, whether the live metric fell too far, and words."""
-    metric, live, champion = policy.metric, inputs.metric_value, inputs.champion_metric
+    metric, live = policy.metric, inputs.metric_value
     if live is None or inputs.labelled_rows == 0:
         return False, False, f"no labelled rows yet to measure {metric}"
     if not math.isfinite(live):
@@ -202,9 +204,10 @@ def _performance_clause(inputs: PolicyInputs, policy: RetrainPolicy) -> tuple[bo
                 f"(< {policy.min_labelled_rows})"
             ),
         )
-    if champion is None:
+    baseline, named = _baseline(inputs, metric)
+    if baseline is None:
         return False, False, f"{metric} {_num(live)} has no champion holdout figure to compare with"
-    drop = -metric_delta(metric, live, champion)
+    drop = -metric_delta(metric, live, baseline)
     direction = "below" if HIGHER_IS_BETTER[metric] else "above"
     if drop > policy.max_metric_drop:
         return (
@@ -212,18 +215,37 @@ def _performance_clause(inputs: PolicyInputs, policy: RetrainPolicy) -> tuple[bo
             True,
             (
                 f"{metric} {_num(live)} on {inputs.labelled_rows} labelled rows is {_num(drop)} "
-                f"{direction} the champion's {_num(champion)} "
+                f"{direction} {named} {_num(baseline)} "
                 f"(more than {_num(policy.max_metric_drop)})"
             ),
         )
+    if drop <= 0:
+        return True, False, f"{metric} {_num(live)} is no worse than {named} {_num(baseline)}"
     return (
         True,
         False,
         (
             f"{metric} {_num(live)} is within {_num(policy.max_metric_drop)} "
-            f"of the champion's {_num(champion)}"
+            f"of {named} {_num(baseline)}"
         ),
     )
+
+
+def _baseline(inputs: PolicyInputs, metric: str) -> tuple[float | None, str]:
+    """Return what the live metric is held to, and its name: the better of the champion's
+    holdout figure and its early live figure (its first labelled windows).
+
+    The holdout figure alone understates a champion that was refitted on its holdout, or whose
+    holdout came from another season than the traffic it serves: a fall from its first live
+    figures would then have to be larger before it counts. The better of the two never makes the
+    rule less sensitive; averaging the first windows keeps one lucky window from raising the bar.
+    """
+    holdout, early = inputs.champion_metric, inputs.live_baseline
+    if early is None or not math.isfinite(early):
+        return holdout, "the champion's"
+    if holdout is None or not math.isfinite(holdout) or metric_delta(metric, early, holdout) > 0:
+        return early, "the champion's first live windows'"
+    return holdout, "the champion's"
 
 
 def _estimate_clause(inputs: PolicyInputs, policy: RetrainPolicy) -> tuple[bool, str] | None:
@@ -244,7 +266,7 @@ def _estimate_clause(inputs: PolicyInputs, policy: RetrainPolicy) -> tuple[bool,
 def _severe(inputs: PolicyInputs, policy: RetrainPolicy, evidence: Evidence) -> bool:
     """Tell whether the measured (or estimated) metric fell by `SEVERE_DROP` allowed drops."""
     if evidence == "labels":
-        now, before = inputs.metric_value, inputs.champion_metric
+        now, before = inputs.metric_value, _baseline(inputs, policy.metric)[0]
     elif evidence == "estimate":
         now, before = inputs.estimated_metric, inputs.estimated_reference
     else:
@@ -259,7 +281,10 @@ def _blocker(inputs: PolicyInputs, policy: RetrainPolicy, *, severe: bool = Fals
     """Say what holds a retrain back (cooldown, too little new data), or return an empty string.
 
     Each challenger refused since the champion's promotion adds one more of each (at most 8x),
-    unless the drop is `severe`.
+    unless the drop is `severe`: then the new rows needed are at most `min_labelled_rows`, the
+    rows that measured the failure, which the retrain will learn. Waiting for more costs a window
+    of a failing champion each time (with batches smaller than `min_new_rows`, a retrain refused
+    just after a change of concept could not be retried on the next batch).
     """
     factor = 1 if severe else min(1 + inputs.refused_challengers, MAX_BACKOFF)
     backoff = ""
@@ -279,6 +304,8 @@ def _blocker(inputs: PolicyInputs, policy: RetrainPolicy, *, severe: bool = Fals
                 f"within the {_duration(cooldown)} cooldown{backoff}"
             )
     needed = policy.min_new_rows * factor
+    if severe:
+        needed = min(needed, policy.min_labelled_rows)
     if inputs.new_rows < needed:
         return f"only {inputs.new_rows} new rows since the last training (< {needed}{backoff})"
     return ""

@@ -8,6 +8,7 @@ reference profile come the drift and constraint reports, and the inputs of the r
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,8 @@ from mlops.monitoring.drift import DriftReport, feature_drift
 from mlops.monitoring.estimate import Estimate
 from mlops.monitoring.policy import PolicyInputs
 from mlops.monitoring.profile import ProfileView, profile_summary
+
+BASELINE_WINDOWS = 3  # a champion's live baseline: the mean of its first 3 labelled windows
 
 
 def assess_window(
@@ -47,6 +50,7 @@ def window_policy_inputs(
     constraints: ConstraintReport | None = None,
     estimate: Estimate | None = None,
     refused_challengers: int = 0,
+    live_baseline: float | None = None,
 ) -> PolicyInputs:
     """Gather what the retrain policy needs about the champion's window.
 
@@ -54,7 +58,9 @@ def window_policy_inputs(
     `previous_drift_shares` are the champion's earlier windows, oldest first. `new_rows` counts the
     rows since the last training, which may span many windows (default: this window's rows).
     `constraints` (failed checks stop retraining), `estimate` (the metric the champion's
-    probabilities predict) and `refused_challengers` (since its promotion) are optional.
+    probabilities predict), `refused_challengers` (since its promotion) and `live_baseline` (the
+    champion's metric on its first windows with enough labels: `early_live_metric`) are
+    optional.
     """
     live = next((p for p in performance if p["version"] == champion), None)
     return PolicyInputs(
@@ -66,12 +72,38 @@ def window_policy_inputs(
         metric_value=live["live"] if live and live["metric"] == metric else None,
         labelled_rows=live["labelled_rows"] if live else 0,
         champion_metric=live["holdout"] if live else None,
+        live_baseline=live_baseline,
         last_retrain=last_retrain,
         estimated_metric=estimate.window if estimate and estimate.metric == metric else None,
         estimated_reference=estimate.reference if estimate and estimate.metric == metric else None,
         failed_checks=failed_checks(constraints),
         refused_challengers=refused_challengers,
     )
+
+
+def early_live_metric(
+    windows: Sequence[Sequence[dict[str, Any]]], champion: str, metric: str, min_rows: int
+) -> float | None:
+    """Return the champion's mean live `metric` over its first windows with `min_rows` labels.
+
+    `windows` holds each earlier window's `performance_by_version` rows, oldest first. Up to
+    `BASELINE_WINDOWS` of them are averaged: one window's figure has its sampling noise, and a
+    lucky first window would make an ordinary one look like a fall.
+    """
+    found: list[float] = []
+    for performance in windows:
+        for row in performance:
+            if (
+                row.get("version") == champion
+                and row.get("metric") == metric
+                and int(row.get("labelled_rows") or 0) >= min_rows
+                and row.get("live") is not None
+                and math.isfinite(float(row["live"]))
+            ):
+                found.append(float(row["live"]))
+        if len(found) >= BASELINE_WINDOWS:
+            break
+    return sum(found[:BASELINE_WINDOWS]) / len(found[:BASELINE_WINDOWS]) if found else None
 
 
 def failed_checks(constraints: ConstraintReport | None) -> tuple[str, ...]:

@@ -26,7 +26,7 @@ from mlops.release.candidate import (
     prepare_candidate,
     register_candidate,
 )
-from mlops.release.lineage import data_lineage
+from mlops.release.lineage import data_lineage, rows_learned
 from mlops.release.verify import VerificationReport
 from mlops.training.train import (
     Splits,
@@ -88,23 +88,30 @@ def build_candidate(
     data_uri: str = "(rows in memory)",
     prefer_gpu: bool = True,
     change: Change | None = None,
+    learned: int = 0,
 ) -> tuple[Candidate, TrainedModel, Splits]:
     """Split time-ordered labelled rows, train, evaluate, refit, export and verify into `workdir`.
 
     With `params.refit` the returned model is the refit on every row, the holdout metrics are
     those of the model before it, and the returned holdout carries that model's outputs for the
     gate (`attach_first_outputs`). With a `change` of concept found in `rows` (`champion_change`)
-    the rows learned are chosen by `fit_window`. Raises ValueError when the rows are too few to
-    split, ExportVerificationError when the export fails a check.
+    the rows learned are chosen by `fit_window`; the champion learned the first `learned` rows
+    (`champion_learned`), which the holdout then avoids. Raises ValueError when the rows are too
+    few to split, ExportVerificationError when the export fails a check.
     """
-    fitted = fit_window(rows, contract, params, change if params.adapt_window else None)
+    fitted = fit_window(
+        rows, contract, params, change if params.adapt_window else None, learned=learned
+    )
     model, splits = fitted.model, fitted.splits
-    metrics, slices = evaluate_model(model, contract, splits.holdout)
+    gated = model
+    if params.refit and fitted.before_holdout is not None:
+        gated = refit_model(model, fitted.before_holdout, contract)
+    metrics, slices = evaluate_model(gated, contract, splits.holdout)
     gate_rows = splits.holdout
     if params.refit:
-        gate_rows = attach_first_outputs(splits.holdout, predict_torch(model, splits.holdout))
+        gate_rows = attach_first_outputs(splits.holdout, predict_torch(gated, splits.holdout))
         model = refit_model(model, fitted.rows, contract)
-    lineage = data_lineage(data_uri, None, splits, contract.timestamp_column, fitted.rows)
+    lineage = data_lineage(data_uri, None, splits, contract, fitted.rows)
     candidate = prepare_candidate(
         model, contract, splits, workdir=workdir, data=lineage, metrics=metrics,
         slice_metrics=slices, flow_run_id=None, reason=reason, prefer_gpu=prefer_gpu,
@@ -117,9 +124,9 @@ def champion_change(
 ) -> Change | None:
     """Where the champion's loss stepped up in labelled, time-ordered `rows`; None if nowhere.
 
-    Searched only in the rows newer than the champion's data (which it may have learned), so
-    it needs the contract's timestamp column. None too without a champion, or when the
-    champion cannot feed these rows.
+    Searched only in the rows newer than the champion's data (which it may have learned): by
+    the contract's timestamp column, or in row order after the last rows of its data. None when
+    neither locates its data in `rows`, without a champion, or when it cannot feed these rows.
     """
     name = registry.aliases(model_name).aliases.get("champion")
     if name is None or rows.empty:
@@ -134,6 +141,20 @@ def champion_change(
         return None
     learned = int((~newer).sum())
     return change_in(rows, contract, outputs, champion.manifest, learned=learned)
+
+
+def champion_learned(
+    registry: Registry, model_name: str, rows: pd.DataFrame, contract: Contract
+) -> int:
+    """How many of the first time-ordered `rows` the champion learned (0 if unknown)."""
+    name = registry.aliases(model_name).aliases.get("champion")
+    if name is None or rows.empty:
+        return 0
+    manifest = registry.get(model_name, name).manifest
+    newer = newer_than_data(manifest, rows, contract)
+    if newer is None or bool(newer.all()):
+        return 0
+    return rows_learned(manifest, int((~newer).sum()))
 
 
 @contextmanager

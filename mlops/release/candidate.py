@@ -25,9 +25,11 @@ from mlops.registry.store import ModelVersion, Registry
 from mlops.release.card import build_manifest, render_model_card
 from mlops.release.export import export_onnx
 from mlops.release.gate import GateDecision, GatePolicy, decide, thresholded_scores
+from mlops.release.lineage import end_of_data
 from mlops.release.verify import VerificationReport, verify_export
 from mlops.training.evaluate import compute_metrics
 from mlops.training.train import Splits, TrainedModel, predict_torch
+from mlops.training.window import MIN_UNSEEN_SHARE
 
 CHALLENGER_REASON = "registered by train-model"
 
@@ -131,7 +133,6 @@ def register_challenger(
 
 
 FIRST_OUTPUT = "__first_model_output_"  # holdout columns: the pre-refit model's outputs
-MIN_UNSEEN_SHARE = 0.25  # compare on unseen rows only when they are at least this share
 
 
 def attach_first_outputs(holdout: pd.DataFrame, outputs: np.ndarray) -> pd.DataFrame:
@@ -174,10 +175,17 @@ def newer_than_data(
 ) -> pd.Series | None:
     """Mark the rows newer than a model's data window (`data.window_to` of its manifest).
 
-    None when that cannot be told: no timestamp column, or no readable end of window.
+    Without a timestamp column, rows in source order: those after where the last rows of the
+    model's data reappear (`data.tail`). None when that cannot be told: no readable end of
+    window, or a tail that is not among `rows`.
     """
     column, end = contract.timestamp_column, manifest.get("data", {}).get("window_to")
-    if column is None or column not in rows or not end:
+    if column is None or column not in rows:
+        last = end_of_data(manifest.get("data", {}).get("tail"), rows, contract)
+        if last is None:
+            return None
+        return pd.Series(np.arange(len(rows)) > last, index=rows.index)
+    if not end:
         return None
     try:
         return pd.to_datetime(rows[column], utc=True) > as_utc(pd.Timestamp(end))

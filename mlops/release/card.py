@@ -11,6 +11,7 @@ from mlops.settings import REPO_ROOT
 from mlops.training.train import TrainedModel, params_dict
 
 REFIT_METRICS_FROM = "the model before the refit, on a holdout the refit then learned"
+GATED_METRICS_FROM = "a refit on the rows before the holdout, on a holdout the last refit learned"
 
 
 def build_manifest(
@@ -75,7 +76,9 @@ def refit_entry(model: TrainedModel) -> dict[str, Any]:
         "rows": model.refit_rows,
         "epochs": model.refit_epochs,
         "seconds": round(model.refit_seconds, 2),
-        "metrics_from": REFIT_METRICS_FROM,
+        "metrics_from": GATED_METRICS_FROM
+        if "gated" in (model.window or {})
+        else REFIT_METRICS_FROM,
     }
     return {"refit": refit}
 
@@ -133,20 +136,34 @@ def _refit_line(refit: dict[str, Any] | None) -> list[str]:
         return []
     return [
         f"- Refitted on all {refit['rows']} rows (holdout included) for {refit['epochs']} epochs; "
-        "the metrics below are those of the model before the refit, on a holdout it had not seen."
+        + (
+            "the metrics below are those of a refit on the rows before the holdout, which it had "
+            "not seen."
+            if refit.get("metrics_from") == GATED_METRICS_FROM
+            else "the metrics below are those of the model before the refit, on a holdout it had "
+            "not seen."
+        )
     ]
 
 
 def _window_line(window: dict[str, Any] | None) -> list[str]:
-    if not window or "change" not in window:
+    if not window:
         return []
+    lines = []
+    if "holdout" in window:
+        lines.append(f"- Holdout: {window['holdout']}.")
+    if "gated" in window:
+        lines.append(f"- Gated and measured as {window['gated']}.")
+    if "change" not in window:
+        return lines
     change = window["change"]
     kept = "the rows since it only" if window["rows"] == "since change" else "the whole window"
     return [
         f"- The previous champion's loss stepped up {change['loss_before']} -> "
         f"{change['loss_after']} (z {change['z']}) {change['rows_after']} rows before the "
         f"window's end; trained on {kept} (rows since the change vs whole window, paired z "
-        f"{window['recent_better_z']} on {window['validation_rows']} validation rows)"
+        f"{window['recent_better_z']} on {window['validation_rows']} validation rows)",
+        *lines,
     ]
 
 

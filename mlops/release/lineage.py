@@ -8,8 +8,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from mlops.contract.spec import Contract
 from mlops.training.train import Splits
 
 PACKAGES = (
@@ -26,6 +28,11 @@ PACKAGES = (
     "whylogs",
     "bentoml",
 )
+# Rows at the end of a model's data whose content hashes the manifest keeps: where they reappear,
+# in the same order, in a later read of the same source, that model's data ended. Eight in a row
+# cannot match by chance, even where single rows repeat.
+TAIL_ROWS = 8
+MIN_TAIL_MATCH = 4  # rows of the tail that must match where a window starts inside it
 
 
 def code_version(repo: Path) -> dict[str, object]:
@@ -62,14 +69,58 @@ def data_fingerprint(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
+def row_hashes(frame: pd.DataFrame, contract: Contract) -> np.ndarray:
+    """Return one content hash per row over the contract's features and target (as hex)."""
+    columns = [c for c in (*contract.feature_names, contract.target.name) if c in frame]
+    hashed = pd.util.hash_pandas_object(frame[columns], index=False).to_numpy()
+    return np.array([f"{int(h):016x}" for h in hashed], dtype=object)
+
+
+def end_of_data(tail: list[str] | None, frame: pd.DataFrame, contract: Contract) -> int | None:
+    """Return the position in `frame` of the last row of a model's data, by its `tail` hashes.
+
+    Time-ordered sources without a timestamp column grow by appending, so the rows after that
+    position are the ones the model never saw. None when the tail does not appear in `frame`
+    (the model's data ended before it, or came from elsewhere: which, cannot be told).
+    """
+    if not tail or len(frame) == 0:
+        return None
+    hashes, k = row_hashes(frame, contract), len(tail)
+    for end in np.flatnonzero(hashes == tail[-1])[::-1]:
+        seen = min(k, int(end) + 1)  # fewer than k where the frame starts inside the tail
+        if seen >= min(k, MIN_TAIL_MATCH) and list(hashes[end + 1 - seen : end + 1]) == list(
+            tail[k - seen :]
+        ):
+            return int(end)
+    return None
+
+
+def rows_learned(manifest: dict[str, Any], up_to_end: int) -> int:
+    """Of the `up_to_end` rows through the end of a model's window, how many it learned.
+
+    A refitted model learned them all; one that was not, none of its validation and holdout
+    rows, the newest of its window.
+    """
+    if manifest.get("refit"):
+        return max(0, up_to_end)
+    data = manifest.get("data", {})
+    return max(0, up_to_end - int(data.get("val_rows") or 0) - int(data.get("holdout_rows") or 0))
+
+
 def data_lineage(
-    data_uri: str, labels_uri: str | None, splits: Splits, timestamp: str | None, rows: pd.DataFrame
+    data_uri: str,
+    labels_uri: str | None,
+    splits: Splits,
+    contract: Contract,
+    rows: pd.DataFrame,
 ) -> dict[str, Any]:
     """Describe the training data for the manifest: where it came from, its window and splits.
 
     `rows` are the validated rows that were split; without a timestamp column the window is
-    given in row numbers.
+    given in row numbers, and `tail` (the content hashes of its last rows) tells later reads of
+    the source where this model's data ended (`end_of_data`).
     """
+    timestamp = contract.timestamp_column
     described = {row["split"]: row for row in splits.describe(timestamp)}
     return {
         "uri": data_uri,
@@ -80,4 +131,5 @@ def data_lineage(
         "train_rows": described["train"]["rows"],
         "val_rows": described["val"]["rows"],
         "holdout_rows": described["holdout"]["rows"],
+        "tail": list(row_hashes(rows.iloc[-TAIL_ROWS:], contract)),
     }

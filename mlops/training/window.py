@@ -45,6 +45,9 @@ CHANGE_Z = 4.0
 # standard errors of the paired loss difference: with less evidence more rows are the safer bet.
 CHOICE_Z = 2.0
 LOSS_FLOOR = 1e-3  # probabilities below this count as this: one confident miss must not dominate
+# The gate compares a challenger and a champion on the holdout rows the champion never learned
+# when they are at least this share of the usual holdout (fewer say too little to judge on).
+MIN_UNSEEN_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -63,12 +66,18 @@ class Change:
 
 @dataclass(frozen=True)
 class WindowFit:
-    """The model trained for a window, its splits, and the rows its refit should learn."""
+    """The model trained for a window, its splits, and the rows its refit should learn.
+
+    `before_holdout` is set when the champion learned rows that `model` did not (its data
+    reaches past the train split): a model refitted on these rows, everything before the
+    holdout, has seen what the champion saw, and it is the one to gate and to quote.
+    """
 
     model: TrainedModel
     splits: Splits
     rows: pd.DataFrame
     choice: dict[str, Any]
+    before_holdout: pd.DataFrame | None = None
 
 
 def row_losses(
@@ -152,12 +161,69 @@ def paired_z(losses_a: np.ndarray, losses_b: np.ndarray) -> float:
     return mean / se
 
 
+def split_for_gate(
+    rows: pd.DataFrame, *, learned: int = 0, val_fraction: float, holdout_fraction: float
+) -> Splits:
+    """Split a time-ordered window so that its holdout holds no row the champion learned.
+
+    The champion learned the first `learned` rows (refitted on its whole window, holdout
+    included). When the usual holdout reaches back into them, the challenger would be gated by
+    its model before the refit, which learned fewer rows than the champion: on a drifting
+    source it then loses to a champion that is merely fresher, and no retrain is ever promoted.
+    So the holdout becomes the rows newer than the champion's data, the validation rows the
+    ones just before, and the challenger trains on everything older: it has seen about what the
+    champion saw, and the refit then adds what is new. The usual split when the champion learned
+    none of the holdout, or when too few rows are new to judge on (`MIN_UNSEEN_SHARE`).
+    """
+    usual = split_by_time(rows, val_fraction=val_fraction, holdout_fraction=holdout_fraction)
+    fresh = len(rows) - max(0, int(learned))
+    if learned <= 0 or fresh >= len(usual.holdout) or fresh < MIN_UNSEEN_SHARE * len(usual.holdout):
+        return usual
+    cut = learned - len(usual.val)
+    if cut < len(usual.train) or cut < 10:
+        return usual
+    return Splits(rows.iloc[:cut], rows.iloc[cut:learned], rows.iloc[learned:])
+
+
+def learned_that_matters(
+    n_rows: int,
+    learned: int,
+    change: Change | None,
+    *,
+    val_fraction: float,
+    holdout_fraction: float,
+) -> int:
+    """Return `learned` when it changes what `fit_window` does with `n_rows` rows, else 0.
+
+    It matters when the champion learned past the training split that would be used (the holdout
+    then moves, or the gated model is refitted): a cache of trainings keys on this, so champions
+    whose data ended early enough share one training.
+    """  # fmt: skip
+    fractions = {"val_fraction": val_fraction, "holdout_fraction": holdout_fraction}
+    try:
+        if change is not None:
+            recent = split_by_time(pd.DataFrame(index=range(n_rows - change.index)), **fractions)
+            train = change.index + len(recent.train)
+        else:
+            frame = pd.DataFrame(index=range(n_rows))
+            train = len(split_for_gate(frame, learned=learned, **fractions).train)
+    except ValueError:  # too few rows to split: the training itself says so
+        return 0
+    return learned if learned > train else 0
+
+
 def fit_window(
-    rows: pd.DataFrame, contract: Contract, params: TrainParams, change: Change | None
+    rows: pd.DataFrame,
+    contract: Contract,
+    params: TrainParams,
+    change: Change | None,
+    *,
+    learned: int = 0,
 ) -> WindowFit:
     """Train on a time-ordered window, choosing between all its rows and those since `change`.
 
-    Without a change: the usual split of the whole window. With one, the rows since the change
+    Without a change: the window split so that the champion, which learned its first `learned`
+    rows, is gated on rows new to it (`split_for_gate`). With one, the rows since the change
     are split by time; one model learns the rows before the change plus that split's training
     rows, the other only the latter; both are validated on the same newest rows, and the gate's
     holdout is the newest of the rows since the change either way, so that the champion is
@@ -165,8 +231,14 @@ def fit_window(
     """
     fractions = {"val_fraction": params.val_fraction, "holdout_fraction": params.holdout_fraction}
     if change is None:
-        splits = split_by_time(rows, **fractions)
-        return WindowFit(train_model(splits, contract, params), splits, rows, {"rows": "window"})
+        splits = split_for_gate(rows, learned=learned, **fractions)
+        choice: dict[str, Any] = {"rows": "window"}
+        if len(splits.holdout) != round(len(rows) * params.holdout_fraction):
+            choice["holdout"] = f"the {len(splits.holdout)} rows newer than the champion's data"
+        model = train_model(splits, contract, params)
+        if len(choice) > 1:
+            model = replace(model, window=choice)
+        return _for_gate(WindowFit(model, splits, rows, choice), learned)
     before, after = rows.iloc[: change.index], rows.iloc[change.index :]
     recent = split_by_time(after, **fractions)
     whole = Splits(pd.concat([before, recent.train]), recent.val, recent.holdout)
@@ -188,8 +260,22 @@ def fit_window(
         "win" if take_recent else "do not win", z, len(val),
     )  # fmt: skip
     if take_recent:
-        return WindowFit(replace(recent_model, window=choice), recent, after, choice)
-    return WindowFit(replace(whole_model, window=choice), whole, rows, choice)
+        fitted = WindowFit(replace(recent_model, window=choice), recent, after, choice)
+        return _for_gate(fitted, learned - change.index)
+    return _for_gate(WindowFit(replace(whole_model, window=choice), whole, rows, choice), learned)
+
+
+def _for_gate(fitted: WindowFit, learned: int) -> WindowFit:
+    """Mark the rows before the holdout for a refit when the champion learned past the train."""
+    if learned <= len(fitted.splits.train):
+        return fitted
+    before = pd.concat([fitted.splits.train, fitted.splits.val])
+    choice = fitted.choice | {
+        "gated": f"a refit on the {len(before)} rows before the holdout (the champion learned "
+        f"{learned} of the window's rows, its first model {len(fitted.splits.train)})"
+    }
+    return replace(fitted, model=replace(fitted.model, window=choice), choice=choice,
+                   before_holdout=before)  # fmt: skip
 
 
 def _val_losses(model: TrainedModel, val: pd.DataFrame, contract: Contract) -> np.ndarray:

@@ -157,7 +157,7 @@ def test_cooldown_ends():
 
 
 def test_too_few_new_rows_hold_a_retrain_back():
-    decision = decide_retrain(inputs(metric_value=0.8, new_rows=300), POLICY)
+    decision = decide_retrain(inputs(metric_value=0.86, new_rows=300), POLICY)
 
     assert not decision.retrain
     assert decision.explanation.endswith("but only 300 new rows since the last training (< 1000)")
@@ -279,3 +279,46 @@ def test_a_severe_drop_waives_the_back_off_but_not_the_cooldown():
         estimated_metric=0.7, estimated_reference=0.9, new_rows=2500, refused_challengers=3
     )
     assert decide_retrain(estimated, POLICY).retrain
+
+
+def test_a_severe_drop_needs_only_the_new_rows_that_measured_it():
+    # A batch smaller than min_new_rows right after a refused challenger: the champion fails.
+    severe = inputs(metric_value=0.6, new_rows=730, labelled_rows=730, refused_challengers=1)
+    assert decide_retrain(severe, POLICY).retrain
+    fewer = inputs(metric_value=0.6, new_rows=400, labelled_rows=730, refused_challengers=1)
+    assert decide_retrain(fewer, POLICY).explanation.endswith(
+        "only 400 new rows since the last training (< 500, no back-off: the drop is at least 2x "
+        "the allowed one)"
+    )
+    mild = inputs(metric_value=0.86, new_rows=730, labelled_rows=730)  # 0.06: not severe
+    assert decide_retrain(mild, POLICY).explanation.endswith(
+        "only 730 new rows since the last training (< 1000)"
+    )
+
+
+def test_the_live_metric_is_held_to_the_better_of_holdout_and_first_live_windows():
+    # A refitted champion's holdout figure understates it: a fall from its first live window
+    # counts from there.
+    fell = decide_retrain(
+        inputs(metric_value=0.80, champion_metric=0.78, live_baseline=0.88), POLICY
+    )
+    assert fell.retrain and fell.reason == "performance"
+    assert (
+        "roc_auc 0.8 on 2000 labelled rows is 0.08 below the champion's first live windows' "
+        "0.88 (more than 0.05)" in fell.explanation
+    )
+    # A first window worse than the holdout does not loosen the rule.
+    held = decide_retrain(
+        inputs(metric_value=0.84, champion_metric=0.92, live_baseline=0.80), POLICY
+    )
+    assert held.retrain and "0.08 below the champion's 0.92" in held.explanation
+    better = decide_retrain(inputs(metric_value=0.95, live_baseline=0.94), POLICY)
+    assert not better.retrain
+    assert "roc_auc 0.95 is no worse than the champion's first live windows' 0.94" in (
+        better.explanation
+    )
+    # For a metric where lower is better, "better" is lower.
+    rmse = RetrainPolicy(metric="rmse", max_metric_drop=5.0)
+    assert decide_retrain(
+        inputs(metric_value=27.0, champion_metric=30.0, live_baseline=20.0), rmse
+    ).retrain

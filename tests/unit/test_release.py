@@ -51,7 +51,7 @@ def _prepare(model: TrainedModel, contract: Contract, splits: Splits, workdir: P
     rows = pd.concat([splits.train, splits.val, splits.holdout], ignore_index=True)
     return prepare_candidate(
         model, contract, splits, workdir=workdir,
-        data=data_lineage("memory://rows", None, splits, contract.timestamp_column, rows),
+        data=data_lineage("memory://rows", None, splits, contract, rows),
         metrics=metrics, slice_metrics=slices, flow_run_id="run-1", reason="unit test",
         prefer_gpu=False,
     )  # fmt: skip

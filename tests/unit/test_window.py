@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from mlops.contract.loader import parse_contract
 from mlops.registry.store import Registry
-from mlops.release.build import champion_change, train_and_register
+from mlops.release.build import (
+    build_candidate,
+    champion_change,
+    champion_learned,
+    train_and_register,
+)
+from mlops.release.candidate import newer_than_data
+from mlops.release.card import render_model_card
+from mlops.release.lineage import end_of_data, row_hashes
 from mlops.training.evaluate import compute_metrics
 from mlops.training.train import TrainParams, predict_torch, split_by_time, train_model
 from mlops.training.window import (
@@ -16,8 +27,10 @@ from mlops.training.window import (
     change_in,
     find_change,
     fit_window,
+    learned_that_matters,
     paired_z,
     row_losses,
+    split_for_gate,
 )
 
 PARAMS = TrainParams(
@@ -170,3 +183,129 @@ def test_train_model_finds_the_turn_through_the_registered_champion(
     # Rows up to the champion's own data are not searched: a window of them alone finds nothing.
     assert champion_change(registry, "turn", first, TURN) is None
     assert champion_change(registry, "nobody", turned_window, TURN) is None
+
+
+ROW_ORDER = parse_contract(
+    {
+        "name": "turn",
+        "columns": {
+            "x": {"role": "feature", "dtype": "float"},
+            "z": {"role": "feature", "dtype": "float"},
+            "label": {"role": "target", "dtype": "int", "task": "binary", "classes": [0, 1]},
+        },
+    },
+    source="turn",
+)
+
+
+def test_without_a_timestamp_the_champion_s_data_is_found_by_its_last_rows(
+    tmp_path: object,
+) -> None:
+    """A source in row order grows by appending: the champion's last rows say where it ended."""
+    registry = Registry(str(tmp_path))
+    first = _rows(3000, turned=False, seed=1, start="2026-01-01").drop(columns="ts")
+    source = pd.concat(
+        [
+            first,
+            _rows(2000, turned=False, seed=2, start="2026-01-10").drop(columns="ts"),
+            _rows(1500, turned=True, seed=3, start="2026-01-13").drop(columns="ts"),
+        ],
+        ignore_index=True,
+    )
+    train_and_register(
+        registry, "turn", ROW_ORDER, first, PARAMS, actor="test", reason="first", promote=True
+    )
+    manifest = registry.get("turn", "v1").manifest
+    assert len(manifest["data"]["tail"]) == 8
+
+    window = source.iloc[2000:].reset_index(drop=True)  # 1,000 rows it learned, then new ones
+    newer = newer_than_data(manifest, window, ROW_ORDER)
+    assert newer is not None and int((~newer).sum()) == 1000 and bool(newer.iloc[1000:].all())
+    change = champion_change(registry, "turn", window, ROW_ORDER)
+    assert change is not None and abs(change.index - 3000) < 50, change
+    # Its own data alone holds no change, and a window that does not hold its last rows (it may
+    # have learned any of them) is not searched.
+    assert champion_change(registry, "turn", first, ROW_ORDER) is None
+    assert champion_change(registry, "turn", source.iloc[3100:], ROW_ORDER) is None
+
+
+def test_the_end_of_a_model_s_data_is_found_only_where_its_whole_tail_matches() -> None:
+    rows = _rows(40, turned=False, seed=4, start="2026-01-01").drop(columns="ts")
+    tail = list(row_hashes(rows.iloc[12:20], ROW_ORDER))
+
+    assert end_of_data(tail, rows, ROW_ORDER) == 19
+    assert end_of_data(tail, rows.iloc[15:], ROW_ORDER) == 4  # starts inside: 5 rows of the tail
+    assert end_of_data(tail, rows.iloc[17:], ROW_ORDER) is None  # 3 rows: too few to be sure
+    assert end_of_data(tail, rows.iloc[20:], ROW_ORDER) is None
+    assert end_of_data(None, rows, ROW_ORDER) is None
+    # The same last row elsewhere, without the rows before it, is not the end.
+    repeated = pd.concat([rows, rows.iloc[[19]], rows.iloc[25:30]], ignore_index=True)
+    assert end_of_data(tail, repeated, ROW_ORDER) == 19
+    shuffled = rows.iloc[[*range(12), 13, 12, *range(14, 40)]]
+    assert end_of_data(tail, shuffled, ROW_ORDER) is None
+
+
+def test_the_holdout_avoids_the_rows_a_champion_learned_when_enough_are_new() -> None:
+    rows = pd.DataFrame({"i": np.arange(1000)})
+    fractions = {"val_fraction": 0.15, "holdout_fraction": 0.15}
+
+    def cuts(learned: int) -> tuple[int, int, int]:
+        s = split_for_gate(rows, learned=learned, **fractions)
+        return len(s.train), len(s.val), len(s.holdout)
+
+    assert cuts(0) == (700, 150, 150)
+    # It learned rows 0-899: gated on the 100 newer rows, validated on the 150 before them,
+    # trained on the 750 before those: about what the champion saw.
+    splits = split_for_gate(rows, learned=900, **fractions)
+    assert cuts(900) == (750, 150, 100)
+    assert splits.holdout["i"].min() == 900 and splits.val["i"].max() == 899
+    assert cuts(800) == (700, 150, 150)  # the usual holdout is new to it anyway
+    assert cuts(980) == (700, 150, 150)  # 20 new rows say too little to judge on
+
+
+def test_a_challenger_is_gated_by_a_refit_that_saw_what_the_champion_saw(tmp_path: Path) -> None:
+    registry = Registry(str(tmp_path / "registry"))
+    source = _rows(3400, turned=False, seed=6, start="2026-01-01").drop(columns="ts")
+    params = replace(PARAMS, refit=True)
+    train_and_register(
+        registry, "turn", ROW_ORDER, source.iloc[:3000], params, actor="test", reason="first",
+        promote=True,
+    )  # fmt: skip
+    assert champion_learned(registry, "turn", source, ROW_ORDER) == 3000  # refitted: all
+    learned = 3000
+    candidate, model, splits = build_candidate(
+        ROW_ORDER, source, params, workdir=tmp_path / "export", reason="test", learned=learned
+    )
+    # Gated on the 400 rows it never learned, by a model refitted on the 3,000 before them.
+    assert len(splits.holdout) == 400 and splits.holdout.index.min() == 3000
+    window = candidate.manifest["window"]
+    assert window["holdout"] == "the 400 rows newer than the champion's data"
+    assert window["gated"].startswith("a refit on the 3000 rows before the holdout")
+    assert "- Gated and measured as a refit on the 3000 rows" in render_model_card(
+        candidate.manifest
+    )
+    assert model.refit_rows == 3400  # what it serves learned every row
+    assert candidate.manifest["refit"]["metrics_from"].startswith("a refit on the rows before")
+    assert "those of a refit on the rows before the holdout" in render_model_card(
+        candidate.manifest
+    )
+    # One that was not refitted did not learn its validation and holdout rows (900 of 3,000).
+    train_and_register(
+        registry, "turn", ROW_ORDER, source.iloc[:3000], PARAMS, actor="test", reason="plain",
+        promote=True,
+    )  # fmt: skip
+    assert champion_learned(registry, "turn", source, ROW_ORDER) == 2100
+    # Without a champion's rows in the window, the usual split and no extra refit.
+    plain = fit_window(source, ROW_ORDER, params, None, learned=0)
+    assert plain.before_holdout is None and len(plain.splits.holdout) == 510
+
+
+def test_what_a_champion_learned_matters_only_past_the_training_split() -> None:
+    fractions = {"val_fraction": 0.15, "holdout_fraction": 0.15}
+    assert learned_that_matters(1000, 700, None, **fractions) == 0  # train is rows 0-699
+    assert learned_that_matters(1000, 701, None, **fractions) == 701  # gated by a refit
+    assert learned_that_matters(1000, 900, None, **fractions) == 900  # holdout moves too
+    change = Change(index=400, rows_after=600, loss_before=0.2, loss_after=0.9, z=6.0)
+    assert learned_that_matters(1000, 820, change, **fractions) == 0  # 400 + 420 train rows
+    assert learned_that_matters(1000, 821, change, **fractions) == 821
+    assert learned_that_matters(5, 3, None, **fractions) == 0  # too few rows: training says so
