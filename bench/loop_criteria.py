@@ -58,16 +58,19 @@ class Verdict:
 def judge(result: Result, truth: GroundTruth) -> list[Verdict]:
     """Return the five verdicts of one backtest, in the order of CRITERIA."""
     return [
-        never_worse_than_static(result),
-        close_to_every(result),
+        never_worse_than_static(result, truth.broken),
+        close_to_every(result, truth.broken),
         quiet_when_stable(result, truth.stable),
         no_retrain_on_broken(result, truth.broken),
         threshold_holds(result, truth.balanced),
     ]
 
 
-def never_worse_than_static(result: Result) -> Verdict:
-    """1: triggered's mean primary metric (and mean accuracy, for binary) >= static's."""
+def never_worse_than_static(result: Result, broken: Sequence[int] | None = None) -> Verdict:
+    """1: triggered's mean primary metric (and mean accuracy, for binary) >= static's.
+
+    Means leave out the `broken` batches (see `close_to_every`).
+    """
     policies = _policies(result, "static", "triggered")
     if policies is None:
         return Verdict("never-worse", "not measured", "needs the static and triggered policies")
@@ -77,25 +80,32 @@ def never_worse_than_static(result: Result) -> Verdict:
         checks.append(("accuracy", True))
     ok, figures, gains = True, [], []
     for metric, higher in checks:
-        old, new = _mean(static, metric, result), _mean(triggered, metric, result)
+        old, new = _mean(static, metric, result, broken), _mean(triggered, metric, result, broken)
         if old is None or new is None:
             return Verdict("never-worse", "not measured", f"no mean {metric}")
         gain = (new - old) if higher else (old - new)
         ok &= gain >= 0
         figures.append(f"{metric} {new:.4f} vs {old:.4f} ({gain:+.4f})")
         gains.append(f"{gain:+.3f}")
-    return Verdict("never-worse", _status(ok), "; ".join(figures), " / ".join(gains))
+    return Verdict(
+        "never-worse", _status(ok), "; ".join(figures) + _left_out(broken), " / ".join(gains)
+    )
 
 
-def close_to_every(result: Result) -> Verdict:
-    """2: triggered's mean close to every's (0.01, or 5% of RMSE) with at most half its retrains."""
+def close_to_every(result: Result, broken: Sequence[int] | None = None) -> Verdict:
+    """2: triggered's mean close to every's (0.01, or 5% of RMSE) with at most half its retrains.
+
+    Means leave out the `broken` batches: a policy that retrains on a broken feed learns the
+    breakage and then scores well on the next broken batch, which criterion 4 forbids; the
+    metric on a broken feed says how well a model learned the fault, not the concept.
+    """
     policies = _policies(result, "every", "triggered")
     if policies is None:
         return Verdict("close-to-every", "not measured", "needs the every and triggered policies")
     every, triggered = policies
     regression = result.get("task") == "regression"
     metric = "rmse" if regression else result["metric"]
-    target, new = _mean(every, metric, result), _mean(triggered, metric, result)
+    target, new = _mean(every, metric, result, broken), _mean(triggered, metric, result, broken)
     if target is None or new is None:
         return Verdict("close-to-every", "not measured", f"no mean {metric}")
     if regression:
@@ -113,7 +123,7 @@ def close_to_every(result: Result) -> Verdict:
     return Verdict(
         "close-to-every",
         _status(close and retrains <= budget),
-        f"{gap}; retrains {retrains} vs {every_retrains} (at most {budget:g})",
+        f"{gap}; retrains {retrains} vs {every_retrains} (at most {budget:g}){_left_out(broken)}",
         f"{change}, {retrains}/{every_retrains} retrains",
     )
 
@@ -182,11 +192,26 @@ def _policies(result: Result, *names: str) -> list[Mapping[str, Any]] | None:
     return [found[name] for name in names] if all(name in found for name in names) else None
 
 
-def _mean(policy: Mapping[str, Any], metric: str, result: Result) -> float | None:
+def _mean(
+    policy: Mapping[str, Any], metric: str, result: Result, skip: Sequence[int] | None = None
+) -> float | None:
+    if skip:
+        values = [
+            float(b[metric])
+            for b in policy.get("batches") or []
+            if int(b["index"]) not in set(skip) and _finite(b.get(metric))
+        ]
+        return sum(values) / len(values) if values else None
     value = policy.get("mean") if metric == result.get("metric") else None
     if value is None:
         value = (policy.get("means") or {}).get(metric)
     return float(value) if value is not None and _finite(value) else None
+
+
+def _left_out(broken: Sequence[int] | None) -> str:
+    if not broken:
+        return ""
+    return f"; means without the broken batches ({', '.join(map(str, broken))})"
 
 
 def _retrain_decisions(result: Result, indices: Sequence[int]) -> list[int] | None:
