@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from mlops.contract.spec import Contract
+from mlops.data.incidents import incidents, outside
 from mlops.data.sources import read_frame
 from mlops.monitoring.performance import LabelJoinError, join_labels
 from mlops.monitoring.prediction_store import read_prediction_log
@@ -18,7 +19,7 @@ from mlops.registry.rollouts import Rollout
 from mlops.registry.store import ModelVersion, Registry
 from mlops.release.rollout import Verdict, judge_canary, judge_shadow
 from mlops.settings import Settings
-from tasks.monitoring import emit_model_event
+from tasks.monitoring import emit_model_event, read_history
 
 ROLLOUT_EVENTS = {
     "started": "mlops.model.rollout-started",
@@ -102,10 +103,13 @@ def judge_rollout(
     )
     served = served[served["model_version"].isin([champion, trial.version])]
     labelled = served.iloc[0:0]
-    if labels_uri and len(served):
+    # rows from a broken feed (a window that failed its data checks) say nothing about which
+    # model is better; a canary's errors on them still count
+    judged = outside(served, incidents(read_history(settings, settings.model_name)))
+    if labels_uri and len(judged):
         labels, _ = read_frame(labels_uri)
         try:
-            labelled = join_labels(served, labels, contract)
+            labelled = join_labels(judged, labels, contract)
         except LabelJoinError as exc:
             get_run_logger().warning("rollout judged without labels: %s", exc)
     manifests = {

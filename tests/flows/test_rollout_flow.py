@@ -36,8 +36,9 @@ from mlops.monitoring.prediction_store import read_prediction_log
 from mlops.registry.store import Registry
 from mlops.release.build import train_and_register
 from mlops.release.rollout import canary_mask
-from mlops.settings import DEFAULT_CONTRACT
+from mlops.settings import DEFAULT_CONTRACT, get_settings
 from mlops.training.train import TrainParams
+from tasks.monitoring import record_decision
 from tests.support.prefect_events import read_events
 
 pytestmark = pytest.mark.slow
@@ -155,6 +156,22 @@ def test_a_better_shadow_wins_and_a_worse_one_is_retired(prefect_server: None, h
     last = registry.history(MODEL)[-1]
     assert last["event"] == "rollout_retired" and "cannot reach" in last["reason"]
     assert registry.aliases(MODEL).aliases["champion"] == "v1"
+
+
+def test_rows_from_a_broken_feed_do_not_judge_a_shadow(prefect_server: None, home: Path) -> None:
+    registry = _registry(home)
+    registry.promote(MODEL, "v3", actor="tests", reason="a bad champion")
+    promote_model_flow(version="v1", strategy="shadow")
+    at = _settled()
+    _serve(home, 7, at, {"v3": None, "v1": None})
+    # an earlier monitoring window over that traffic failed its data checks
+    incident = {"reason": "data-quality", "window_start": at - timedelta(minutes=1),
+                "window_end": at + timedelta(minutes=1), "failed_checks": ["amount scale"],
+                "champion": "v3", "drift_share": 0.0}  # fmt: skip
+    record_decision.fn(get_settings(), MODEL, incident)
+    result = _monitor(home, at)["rollout"]
+    assert result["action"] == "wait" and result["labelled_rows"] == 0, result["reason"]
+    assert registry.aliases(MODEL).aliases["shadow"] == "v1"
 
 
 def _canary_day(home: Path, day: int, at: datetime, champion: str, canary: str, share: float):
