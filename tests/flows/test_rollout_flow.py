@@ -129,13 +129,18 @@ def test_promote_model_puts_a_version_on_trial_as_shadow_without_moving_the_cham
         promote_model_flow(version="v3", strategy="canary", canary_share=0.1)
 
 
-def test_a_better_shadow_wins_and_a_worse_one_is_retired(prefect_server: None, home: Path) -> None:
-    registry = _registry(home)
-    # The champion is the model trained on inverted labels; v1 shadows it and is better.
+def _better_shadow_served(registry: Registry, home: Path) -> datetime:
+    """The champion is the model trained on inverted labels; v1 shadows it on a served day."""
     registry.promote(MODEL, "v3", actor="tests", reason="a bad champion")
     promote_model_flow(version="v1", strategy="shadow")
     at = _settled()
     _serve(home, 7, at, {"v3": None, "v1": None})
+    return at
+
+
+def test_a_better_shadow_wins_and_a_worse_one_is_retired(prefect_server: None, home: Path) -> None:
+    registry = _registry(home)
+    at = _better_shadow_served(registry, home)
     result = _monitor(home, at)["rollout"]
     assert result["action"] == "won", result["reason"]
     assert result["event"] == "mlops.model.shadow-won" and result["changed"]
@@ -160,10 +165,7 @@ def test_a_better_shadow_wins_and_a_worse_one_is_retired(prefect_server: None, h
 
 def test_rows_from_a_broken_feed_do_not_judge_a_shadow(prefect_server: None, home: Path) -> None:
     registry = _registry(home)
-    registry.promote(MODEL, "v3", actor="tests", reason="a bad champion")
-    promote_model_flow(version="v1", strategy="shadow")
-    at = _settled()
-    _serve(home, 7, at, {"v3": None, "v1": None})
+    at = _better_shadow_served(registry, home)
     # an earlier monitoring window over that traffic failed its data checks
     incident = {"reason": "data-quality", "window_start": at - timedelta(minutes=1),
                 "window_end": at + timedelta(minutes=1), "failed_checks": ["amount scale"],
