@@ -166,10 +166,11 @@ def split_for_gate(
 ) -> Splits:
     """Split a time-ordered window so that its holdout holds no row the champion learned.
 
-    The champion learned the first `learned` rows (refitted on its whole window, holdout
-    included). When the usual holdout reaches back into them, the challenger would be gated by
-    its model before the refit, which learned fewer rows than the champion: on a drifting
-    source it then loses to a champion that is merely fresher, and no retrain is ever promoted.
+    The champion learned the first `learned` rows (a refitted one: its whole window, holdout
+    included; `rows_learned`). When the usual holdout reaches back into them, the challenger
+    would be gated by its model before the refit, which learned fewer rows than the champion:
+    on a drifting source it then loses to a champion that is merely fresher, and no retrain is
+    ever promoted.
     So the holdout becomes the rows newer than the champion's data, the validation rows the
     ones just before, and the challenger trains on everything older: it has seen about what the
     champion saw, and the refit then adds what is new. The usual split when the champion learned
@@ -198,7 +199,7 @@ def learned_that_matters(
     It matters when the champion learned past the training split that would be used (the holdout
     then moves, or the gated model is refitted): a cache of trainings keys on this, so champions
     whose data ended early enough share one training.
-    """  # fmt: skip
+    """
     fractions = {"val_fraction": val_fraction, "holdout_fraction": holdout_fraction}
     try:
         if change is not None:
