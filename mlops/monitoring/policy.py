@@ -264,7 +264,12 @@ def _estimate_clause(inputs: PolicyInputs, policy: RetrainPolicy) -> tuple[bool,
 
 
 def _severe(inputs: PolicyInputs, policy: RetrainPolicy, evidence: Evidence) -> bool:
-    """Tell whether the measured (or estimated) metric fell by `SEVERE_DROP` allowed drops."""
+    """Tell whether the measured (or estimated) metric fell by `SEVERE_DROP` allowed drops.
+
+    Never with no drop allowed (`max_metric_drop` 0): every fall would then count as severe.
+    """
+    if policy.max_metric_drop <= 0:
+        return False
     if evidence == "labels":
         now, before = inputs.metric_value, _baseline(inputs, policy.metric)[0]
     elif evidence == "estimate":

@@ -9,6 +9,7 @@ weights back.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import shutil
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,13 +111,56 @@ def _launch(job: Path, devices: int, timeout_s: float) -> None:
 
 
 def _stop(process: subprocess.Popen[bytes], grace_s: float = 30.0) -> None:
-    """Stop torchrun and its ranks: SIGTERM lets it stop them (each has its own session)."""
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
+    """Stop torchrun and its ranks, and wait until none of them runs.
+
+    torchrun starts each rank in a session of its own, so signalling torchrun's group does not
+    reach them, and a torchrun killed before it stopped them would leave them running: the ranks
+    are found first (torchrun's descendants), asked to stop with torchrun, and whatever is left
+    after `grace_s` is killed.
+    """
+    ranks = _descendants(process.pid)
+    for pid in (process.pid, *ranks):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)  # each is the leader of its own group
+    deadline = time.monotonic() + grace_s
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    while any(_running(pid) for pid in ranks) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in (process.pid, *ranks):
+        if pid == process.pid and process.poll() is not None:
+            continue
+        if pid == process.pid or _running(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+    process.wait()
+    while any(_running(pid) for pid in ranks) and time.monotonic() < deadline + 5:
+        time.sleep(0.05)
+
+
+def _descendants(root: int) -> list[int]:
+    """Return the pids of `root`'s children, their children and so on (Linux; else none)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone while we looked
+    found, frontier = [], [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Tell whether `pid` still runs (a zombie only waits to be reaped: it does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _failure(job: Path, devices: int, code: int) -> str:

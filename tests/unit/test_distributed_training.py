@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import tempfile
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mlops.training import distributed
 from mlops.training.distributed import (
     DistributedTrainingError,
     fit_in_process_group,
@@ -105,9 +107,13 @@ def test_a_refit_on_two_ranks_learns_every_row_for_the_chosen_epochs() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("grace_s", [30.0, 0.0], ids=["graceful", "torchrun-killed-at-once"])
 def test_a_process_group_past_its_timeout_is_stopped_with_its_ranks(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, grace_s: float
 ) -> None:
+    # With no grace, torchrun is killed before it can stop the ranks, which run in sessions of
+    # their own: they must be stopped all the same.
+    monkeypatch.setattr(distributed, "_stop", functools.partial(distributed._stop, grace_s=grace_s))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     contract, frame = make_contract("binary"), make_frame("binary", 300, seed=2)
     prep = fit_preprocessor(frame, contract)
