@@ -69,11 +69,9 @@ def data_fingerprint(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def row_hashes(frame: pd.DataFrame, contract: Contract) -> np.ndarray:
+def row_hashes(frame: pd.DataFrame, contract: Contract) -> list[str]:
     """Return one content hash per row over the contract's features and target (as hex)."""
-    columns = [c for c in (*contract.feature_names, contract.target.name) if c in frame]
-    hashed = pd.util.hash_pandas_object(frame[columns], index=False).to_numpy()
-    return np.array([f"{int(h):016x}" for h in hashed], dtype=object)
+    return [f"{int(h):016x}" for h in _row_codes(frame, contract)]
 
 
 def end_of_data(tail: list[str] | None, frame: pd.DataFrame, contract: Contract) -> int | None:
@@ -85,14 +83,20 @@ def end_of_data(tail: list[str] | None, frame: pd.DataFrame, contract: Contract)
     """
     if not tail or len(frame) == 0:
         return None
-    hashes, k = row_hashes(frame, contract), len(tail)
-    for end in np.flatnonzero(hashes == tail[-1])[::-1]:
+    codes, k = _row_codes(frame, contract), len(tail)
+    wanted = np.array([int(h, 16) for h in tail], dtype=np.uint64)
+    for end in np.flatnonzero(codes == wanted[-1])[::-1]:
         seen = min(k, int(end) + 1)  # fewer than k where the frame starts inside the tail
-        if seen >= min(k, MIN_TAIL_MATCH) and list(hashes[end + 1 - seen : end + 1]) == list(
-            tail[k - seen :]
+        if seen >= min(k, MIN_TAIL_MATCH) and np.array_equal(
+            codes[end + 1 - seen : end + 1], wanted[k - seen :]
         ):
             return int(end)
     return None
+
+
+def _row_codes(frame: pd.DataFrame, contract: Contract) -> np.ndarray:
+    columns = [c for c in (*contract.feature_names, contract.target.name) if c in frame]
+    return pd.util.hash_pandas_object(frame[columns], index=False).to_numpy(dtype=np.uint64)
 
 
 def rows_learned(manifest: dict[str, Any], up_to_end: int) -> int:
@@ -131,5 +135,5 @@ def data_lineage(
         "train_rows": described["train"]["rows"],
         "val_rows": described["val"]["rows"],
         "holdout_rows": described["holdout"]["rows"],
-        "tail": list(row_hashes(rows.iloc[-TAIL_ROWS:], contract)),
+        "tail": row_hashes(rows.iloc[-TAIL_ROWS:], contract),
     }

@@ -127,12 +127,10 @@ def _stop(process: subprocess.Popen[bytes], grace_s: float = 30.0) -> None:
         process.wait(timeout=grace_s)
     while any(_running(pid) for pid in ranks) and time.monotonic() < deadline:
         time.sleep(0.05)
-    for pid in (process.pid, *ranks):
-        if pid == process.pid and process.poll() is not None:
-            continue
-        if pid == process.pid or _running(pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
+    left = [pid for pid in ranks if _running(pid)]
+    for pid in ([process.pid] if process.poll() is None else []) + left:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
     process.wait()
     while any(_running(pid) for pid in ranks) and time.monotonic() < deadline + 5:
         time.sleep(0.05)
