@@ -6,13 +6,7 @@ exists, feature drift. Drift alone is not evidence of harm: on real data most fe
 little in most windows while the model keeps its quality, so with labels (or an estimate) at hand
 drift only explains. A window that fails its data checks never triggers a retrain (the model
 would learn the broken feed): it raises a data-quality incident instead. After a challenger was
-refused, the policy backs off: each refusal since the champion's promotion adds one more cooldown
-and one more `min_new_rows` to wait for (up to 8 of each), so the same evidence does not buy the
-same training again. The back-off is linear, not exponential: a challenger refused right after a
-change of concept usually lacked rows of the new concept, and those arrive linearly with time.
-It is waived while the metric has fallen by at least twice the allowed drop: that is no borderline
-window that noise could explain, the champion is failing, and each window it keeps serving costs
-more than the whole tolerance, far more than one more training.
+refused, the policy backs off (`mlops.monitoring.holdback`).
 
 Pure: the caller passes the current window's figures, the drift shares of the windows before it,
 the live or estimated metric and the training history, and stores what it needs for the next call.
@@ -25,6 +19,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from mlops.monitoring.holdback import held_back, severe_drop
 from mlops.monitoring.thresholds import RetrainPolicy
 from mlops.training.evaluate import HIGHER_IS_BETTER, metric_delta
 
@@ -42,8 +37,6 @@ EVIDENCE_REASON: dict[Evidence, Reason] = {
     "data-quality": "data-quality",
 }
 DATA_QUALITY_EVENT = "mlops.model.data-quality-failed"  # an incident to fix, never a retrain
-MAX_BACKOFF = 8  # at most 8x the cooldown and the new rows, after 7 refused challengers
-SEVERE_DROP = 2.0  # a drop of this many times `max_metric_drop` waives the back-off
 
 
 @dataclass(frozen=True)
@@ -116,7 +109,13 @@ def decide_retrain(inputs: PolicyInputs, policy: RetrainPolicy) -> RetrainDecisi
     else:
         harmless = ", which alone is not evidence of harm" if drift_fired and not fired else ""
         because = f"{text}; drift: {drift_text}{harmless}"
-    blocker = _blocker(inputs, policy, severe=_severe(inputs, policy, evidence)) if fired else ""
+    blocker = ""
+    if fired:
+        blocker = held_back(
+            now=inputs.now, last_retrain=inputs.last_retrain, new_rows=inputs.new_rows,
+            refused_challengers=inputs.refused_challengers, policy=policy,
+            severe=_severe(inputs, policy, evidence),
+        )  # fmt: skip
     if not fired:
         explanation = f"retrain: no, because {because}"
     elif blocker:
@@ -264,67 +263,16 @@ def _estimate_clause(inputs: PolicyInputs, policy: RetrainPolicy) -> tuple[bool,
 
 
 def _severe(inputs: PolicyInputs, policy: RetrainPolicy, evidence: Evidence) -> bool:
-    """Tell whether the measured (or estimated) metric fell by `SEVERE_DROP` allowed drops.
-
-    Never with no drop allowed (`max_metric_drop` 0): every fall would then count as severe.
-    """
-    if policy.max_metric_drop <= 0:
-        return False
+    """Tell whether the measured (or estimated) metric the decision rests on fell severely."""
     if evidence == "labels":
         now, before = inputs.metric_value, _baseline(inputs, policy.metric)[0]
     elif evidence == "estimate":
         now, before = inputs.estimated_metric, inputs.estimated_reference
     else:
         return False
-    if now is None or before is None or not math.isfinite(now + before):
-        return False
-    drop = -metric_delta(policy.metric, now, before)
-    return drop >= SEVERE_DROP * policy.max_metric_drop and drop > 0
-
-
-def _blocker(inputs: PolicyInputs, policy: RetrainPolicy, *, severe: bool = False) -> str:
-    """Say what holds a retrain back (cooldown, too little new data), or return an empty string.
-
-    Each challenger refused since the champion's promotion adds one more of each (at most 8x),
-    unless the drop is `severe`: then the new rows needed are at most `min_labelled_rows`, the
-    rows that measured the failure, which the retrain will learn. Waiting for more costs a window
-    of a failing champion each time (with batches smaller than `min_new_rows`, a retrain refused
-    just after a change of concept could not be retried on the next batch).
-    """
-    factor = 1 if severe else min(1 + inputs.refused_challengers, MAX_BACKOFF)
-    backoff = ""
-    if severe and inputs.refused_challengers:
-        backoff = f", no back-off: the drop is at least {SEVERE_DROP:g}x the allowed one"
-    if factor > 1:
-        refused = inputs.refused_challengers
-        backoff = f", x{factor} after {refused} refused challenger{'s' if refused > 1 else ''}"
-    cooldown = policy.cooldown * factor
-    if inputs.last_retrain is not None:
-        # A window that ends before the last registration (replayed or late traffic) counts as
-        # "just retrained", not as a negative age that no cooldown could clear.
-        since = max(inputs.now - inputs.last_retrain, dt.timedelta(0))
-        if cooldown > dt.timedelta(0) and since < cooldown:
-            return (
-                f"the last retrain was {_duration(since)} ago, "
-                f"within the {_duration(cooldown)} cooldown{backoff}"
-            )
-    needed = policy.min_new_rows * factor
-    if severe:
-        needed = min(needed, policy.min_labelled_rows)
-    if inputs.new_rows < needed:
-        return f"only {inputs.new_rows} new rows since the last training (< {needed}{backoff})"
-    return ""
+    return severe_drop(policy.metric, now, before, policy.max_metric_drop)
 
 
 def _num(value: float) -> str:
     """Write a metric value with three significant digits (thousands separated when large)."""
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
-
-
-def _duration(span: dt.timedelta) -> str:
-    """Write a duration the way people say it: 45 min, 3 h, 2 d."""
-    minutes = max(span.total_seconds(), 0) / 60
-    if minutes < 60:
-        return f"{minutes:.0f} min"
-    hours = minutes / 60
-    return f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.0f} d"
