@@ -134,6 +134,7 @@ def review_rollout(
     verdict = judge_rollout(
         settings, registry, spec, labels_uri, trial, champion.version, end,
         margin=rules.shadow_margin, min_rows=rules.min_labelled_rows, settle_s=settle_s,
+        latency=rules.latency(),
     )  # fmt: skip
     result = act_on_verdict(registry, settings.model_name, verdict, emit=emit)
     if result["changed"]:

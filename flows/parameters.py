@@ -17,6 +17,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from mlops.data.sources import Window
 from mlops.monitoring.thresholds import DEFAULT_COOLDOWN, RetrainPolicy, RetrainThresholds
 from mlops.registry.rollouts import CANARY_STEPS
+from mlops.release.canary_latency import FLOOR_MS, MAX_RATIO, LatencyBudget
 from mlops.release.gate import GatePolicy
 from mlops.release.rollout import MIN_LABELLED_ROWS
 
@@ -128,6 +129,22 @@ class RolloutRules(BaseModel):
         description="Labelled records a verdict needs: a shadow's paired records; a canary's "
         "own and the champion's, each.",
     )
+    canary_latency_ratio: float = Field(
+        MAX_RATIO,
+        ge=1,
+        description="A canary is rolled back when the 95th percentile of its answer times is "
+        "more than this many times the champion's in the same window (and more than "
+        "canary_latency_floor_ms above it), over at least 100 requests each.",
+    )
+    canary_latency_floor_ms: float = Field(
+        FLOOR_MS,
+        ge=0,
+        description="Differences in answer time smaller than this never roll a canary back.",
+    )
+
+    def latency(self) -> LatencyBudget:
+        """Return the canary's latency budget these rules describe."""
+        return LatencyBudget(self.canary_latency_ratio, self.canary_latency_floor_ms)
 
 
 class ReplaySpec(BaseModel):

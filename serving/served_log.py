@@ -34,6 +34,7 @@ class Served:
     rows: RecordColumns
     output: np.ndarray
     shadow: LoadedModel | None = None  # the shadow on trial when it was answered, if any
+    served_ms: float = float("nan")  # how long its model took to answer it, queueing included
 
 
 class ServedLog:
@@ -70,11 +71,14 @@ class ServedLog:
         rows: RecordColumns,
         output: Any,
         shadow: LoadedModel | None = None,
+        *,
+        served_ms: float = float("nan"),
     ) -> None:
-        """Note one served request and the shadow that should score it (call on the event loop;
-        no pandas, no I/O)."""
+        """Note one served request, how long `model` took to answer it and the shadow that
+        should score it (call on the event loop; no pandas, no I/O)."""
         with self._lock:
-            self._pending.append(Served(request_id, model, utc_now(), rows, output, shadow))
+            served = Served(request_id, model, utc_now(), rows, output, shadow, served_ms)
+            self._pending.append(served)
             self._rows += len(rows)
             full = self._rows >= self.max_rows
         loop = asyncio.get_running_loop()
@@ -118,6 +122,7 @@ class ServedLog:
                 model_version=model.version,
                 features=features,
                 outputs=outputs,
+                served_ms=[s.served_ms for s in group],
             )
         except Exception:  # logging never fails a response
             self.metrics.log_failures.inc(len(group))

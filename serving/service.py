@@ -8,6 +8,7 @@ scores the served records off the response path, a canary answers its share (`se
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Annotated, Any
 
@@ -127,10 +128,12 @@ class PredictionService:
         trial = self.keeper.active_trial()
         if trial is not None and trial[0].strategy == "canary":
             return await self._predict_with_canary(rows, ids, *trial)  # type: ignore[return-value]
+        began = time.perf_counter()
         output, model = await self._answer(rows)
+        took = (time.perf_counter() - began) * 1000
         request_id = uuid.uuid4().hex
         shadow = trial[1] if trial is not None else None  # scored off the response path
-        self.served_log.add(request_id, model, rows, output, shadow)
+        self.served_log.add(request_id, model, rows, output, shadow, served_ms=took)
         body = render_response(request_id, model.version, output, model.manifest, ids)
         return Response(body, media_type="application/json")  # type: ignore[return-value]
 
@@ -150,7 +153,8 @@ class PredictionService:
         keys = routing_keys(ids, request_id, len(rows))
         parts = await answer_with_canary(rows, keys, rollout, canary, self._answer, self.metrics)
         for part in parts:
-            self.served_log.add(request_id, part.model, part.rows, part.output)
+            self.served_log.add(request_id, part.model, part.rows, part.output,
+                                served_ms=part.served_ms)  # fmt: skip
         champion = parts[0].model if parts[0].model is not canary else self.keeper.current
         answered = [
             AnsweredPart(p.positions, p.output, p.model.manifest, p.model.version,

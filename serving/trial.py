@@ -50,6 +50,7 @@ class Answered:
     rows: RecordColumns
     output: Any
     model: LoadedModel
+    served_ms: float = float("nan")  # how long the model took to answer them
 
 
 def routing_keys(ids: Sequence[Any] | None, request_id: str, rows: int) -> list[Any]:
@@ -74,7 +75,9 @@ async def answer_with_canary(
     """Answer the records routed to the canary with it, the rest with `champion`.
 
     Records whose key routes to the canary (`canary_mask`) run inline (a small share); if the
-    canary raises, the champion answers them as well and they are counted as fallbacks.
+    canary raises, the champion answers them as well and they are counted as fallbacks. Each
+    part carries how long its model took: the canary's call, or the champion's answer with its
+    wait in the micro-batcher (a canary is thus never charged for a queue it did not join).
     """
     mask = canary_mask(keys, rollout.share)
     to_canary = np.flatnonzero(mask).tolist()
@@ -82,8 +85,10 @@ async def answer_with_canary(
     if to_canary:
         canary_rows = rows.take(to_canary)
         try:
+            began = time.perf_counter()
             output, _ = canary.predict_values(canary_rows.values)
-            parts.append(Answered(to_canary, canary_rows, output, canary))
+            took = (time.perf_counter() - began) * 1000
+            parts.append(Answered(to_canary, canary_rows, output, canary, took))
             metrics.predictions.labels(version=canary.version).inc(len(to_canary))
         except Exception as exc:  # the champion answers instead: no request fails for a canary
             metrics.canary_fallbacks.inc(len(to_canary))
@@ -94,8 +99,10 @@ async def answer_with_canary(
     to_champion = np.flatnonzero(~mask).tolist() if parts else list(range(len(rows)))
     if to_champion:
         champion_rows = rows if len(to_champion) == len(rows) else rows.take(to_champion)
+        began = time.perf_counter()
         output, model = await champion(champion_rows)
-        parts.insert(0, Answered(to_champion, champion_rows, output, model))
+        took = (time.perf_counter() - began) * 1000
+        parts.insert(0, Answered(to_champion, champion_rows, output, model, took))
     return parts
 
 

@@ -17,7 +17,7 @@ from mlops.monitoring.performance import LabelJoinError, join_labels
 from mlops.monitoring.prediction_store import read_prediction_log
 from mlops.registry.rollouts import Rollout
 from mlops.registry.store import ModelVersion, Registry
-from mlops.release.rollout import Verdict, judge_canary, judge_shadow
+from mlops.release.rollout import LatencyBudget, Verdict, judge_canary, judge_shadow
 from mlops.settings import Settings
 from tasks.monitoring import emit_model_event, read_history
 
@@ -82,6 +82,7 @@ def judge_rollout(
     margin: float,
     min_rows: int,
     settle_s: float = 0.0,
+    latency: LatencyBudget | None = None,
 ) -> Verdict:
     """Judge the version on trial on what was served since it started (a canary: since its step).
 
@@ -90,8 +91,9 @@ def judge_rollout(
     share (a canary's ids answered by the champion would pass for its errors). A shadow needs no
     settling: its evidence is the rows both versions scored.
 
-    A shadow is compared with the champion on the same labelled records; a canary on its errors
-    and on its labelled records against the champion's in the same window.
+    A shadow is compared with the champion on the same labelled records; a canary on its errors,
+    its answer times (held to the champion's by `latency`) and its labelled records against the
+    champion's in the same window.
     """
     if trial.strategy == "canary":
         changed_at, settle = trial.step_at or trial.started_at, settle_s
@@ -118,7 +120,8 @@ def judge_rollout(
     target = contract.target.name
     if trial.strategy == "canary":
         return judge_canary(served, labelled, trial, champion, manifests, target=target,
-                            id_column=contract.id_column, min_rows=min_rows)  # fmt: skip
+                            id_column=contract.id_column, min_rows=min_rows,
+                            latency=latency)  # fmt: skip
     if contract.id_column is None:
         reason = (f"contract {contract.name!r} has no id column: champion and shadow rows "
                   "cannot be paired")  # fmt: skip

@@ -48,7 +48,7 @@ __all__ = [
     "write_window_profile",
 ]
 
-META_COLUMNS = ("request_id", "received_at", "model_version")
+META_COLUMNS = ("request_id", "received_at", "model_version", "served_ms")
 WINDOW_FORMAT = "%Y%m%dT%H%M%SZ"
 
 

@@ -38,6 +38,8 @@ class Chunk:
 
     Rows of several requests (record_requests) carry their own request ids and times in
     `row_ids` and `row_times`; `request_id` and `received_at` are then those of the first.
+    `row_served_ms`: how long the service took to answer each row's request (its model's part
+    of it); unknown (NaN) when not given.
     """
 
     request_id: str
@@ -48,6 +50,7 @@ class Chunk:
     profiled: bool = False
     row_ids: np.ndarray | None = None
     row_times: pd.DatetimeIndex | None = None
+    row_served_ms: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.features)
@@ -61,6 +64,12 @@ class Chunk:
         if self.row_times is None:
             return pd.DatetimeIndex([self.received_at]).repeat(len(self))
         return self.row_times
+
+    def served_ms(self) -> np.ndarray:
+        """Return the milliseconds the service took to answer each row (NaN where unknown)."""
+        if self.row_served_ms is None:
+            return np.full(len(self), np.nan)
+        return self.row_served_ms
 
 
 @dataclass
@@ -246,5 +255,6 @@ def join_rows(chunks: list[Chunk], *, with_meta: bool) -> pd.DataFrame:
             meta["request_id"] = np.concatenate([c.request_ids() for c in chunks])
             times = [c.times() for c in chunks]
             meta["received_at"] = times[0].append(times[1:]) if len(times) > 1 else times[0]
+        meta["served_ms"] = np.concatenate([c.served_ms() for c in chunks]).astype("float64")
         parts.insert(0, pd.DataFrame(meta, index=parts[0].index))
     return pd.concat(parts, axis=1)

@@ -9,10 +9,11 @@ A rollout is one record beside the aliases (``Registry.start_rollout``):
   falls short of the margin.
 - **canary**: a `share` of the records is answered by the challenger, chosen by a hash of the
   record's id (one id always gets the same model). It is rolled back when it fails more often
-  than `max_error_rate` (records routed to it but answered by the champion because it raised) or
-  when its loss on its labelled records is worse than the champion's on theirs, in the same
-  window, by `breach_z` standard errors; with enough labelled records and no breach its share
-  widens along `CANARY_STEPS`, and after the last step it is promoted.
+  than `max_error_rate` (records routed to it but answered by the champion because it raised),
+  when it answers slower than the champion in the same window (`canary_latency`), or when its
+  loss on its labelled records is worse than the champion's on theirs, in the same window, by
+  `breach_z` standard errors; with enough labelled records and no breach its share widens along
+  `CANARY_STEPS`, and after the last step it is promoted.
 
 Promoting wants strong evidence (a changed model answers everyone), rolling back wants little
 (a false rollback costs a delay, a missed one costs users): hence `z` 3 and `breach_z` 2. The
@@ -31,12 +32,14 @@ import pandas as pd
 
 from mlops.registry.rollouts import CANARY_STEPS, STRATEGIES, Rollout, canary_mask, route_share
 from mlops.registry.store import ConcurrentUpdateError, Registry
+from mlops.release.canary_latency import LatencyBudget, canary_latency
 from mlops.release.candidate import GateOutcome
 from mlops.training.window import paired_z, row_losses
 
 __all__ = [
     "CANARY_STEPS",
     "STRATEGIES",
+    "LatencyBudget",
     "Rollout",
     "Verdict",
     "canary_mask",
@@ -69,6 +72,8 @@ class Verdict:
     fallback_rows: int = 0  # canary: of those, answered by the champion (the canary raised)
     share: float = 0.0
     next_share: float | None = None
+    latency_p95_ms: float | None = None  # canary: its answers' 95th percentile, this window
+    champion_latency_p95_ms: float | None = None  # canary: the champion's, same window
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -148,11 +153,13 @@ def judge_canary(
     max_error_rate: float = MAX_ERROR_RATE,
     min_rows: int = MIN_LABELLED_ROWS,
     breach_z: float = BREACH_Z,
+    latency: LatencyBudget | None = None,
 ) -> Verdict:
     """Judge a canary on the rows served since its last step (`served`) and those labelled.
 
     Records whose id routes to the canary but were logged with the champion's version were
-    answered by the champion because the canary raised: they are its errors.
+    answered by the champion because the canary raised: they are its errors. Its answers'
+    times are held to the champion's in the same window by `latency` (default: `LatencyBudget()`).
     """
     routed = fallback = 0
     if id_column is not None and len(served):
@@ -167,6 +174,11 @@ def judge_canary(
         reason = (f"it failed {fallback} of the {routed} records routed to it ({rate:.1%}, more "
                   f"than {max_error_rate:.1%}); the champion answered them")  # fmt: skip
         return replace(verdict, action="rollback", reason=reason)
+    speed = canary_latency(served, rollout.version, champion, latency or LatencyBudget())
+    verdict = replace(verdict, latency_p95_ms=speed.canary_p95_ms,
+                      champion_latency_p95_ms=speed.champion_p95_ms)  # fmt: skip
+    if speed.breach:
+        return replace(verdict, action="rollback", reason=speed.text)
     mine = labelled[labelled["model_version"] == rollout.version]
     theirs = labelled[labelled["model_version"] == champion]
     n, m = len(mine), len(theirs)
@@ -189,7 +201,7 @@ def judge_canary(
     step = rollout.next_share()
     then = "promote it" if step is None else f"widen it to {step:.0%}"
     reason = (f"{text} ({score:+.1f} standard errors), {fallback} errors in {routed} routed "
-              f"records: healthy at {rollout.share:.0%}, {then}")  # fmt: skip
+              f"records, {speed.text}: healthy at {rollout.share:.0%}, {then}")  # fmt: skip
     return replace(verdict, action="promote" if step is None else "widen", reason=reason)
 
 

@@ -87,8 +87,18 @@ def _registry(home: Path) -> Registry:
     return Registry(str(home / "registry"))
 
 
-def _serve(home: Path, day: int, at: datetime, routes: dict[str, np.ndarray | None]) -> None:
-    """Log a simulated day as serving would: each version's rows (a mask, or all), and labels."""
+def _serve(
+    home: Path,
+    day: int,
+    at: datetime,
+    routes: dict[str, np.ndarray | None],
+    took_ms: dict[str, float] | None = None,
+) -> None:
+    """Log a simulated day as serving would: each version's rows (a mask, or all), and labels.
+
+    With `took_ms`, every row is a request of its own answered in about that many milliseconds
+    by its version (log-normal spread); otherwise requests hold 500 rows and no answer time.
+    """
     features, labels = generate_day(CONFIG, day)
     registry = _registry(home)
     logger = PredictionLogger(
@@ -98,6 +108,16 @@ def _serve(home: Path, day: int, at: datetime, routes: dict[str, np.ndarray | No
     for version, mask in routes.items():
         model = load_from_registry(registry, MODEL, version, prefer_gpu=False)
         rows = features if mask is None else features[mask]
+        if took_ms is not None:
+            part = rows.reset_index(drop=True)
+            spread = np.random.default_rng(day).lognormal(0.0, 0.3, len(part))
+            logger.record_requests(
+                requests=[(f"r{day}-{version}-{i}", at, 1) for i in range(len(part))],
+                model_version=version, features=part,
+                outputs=output_frame(model.predict(part), model.manifest),
+                served_ms=(took_ms[version] * spread).tolist(),
+            )  # fmt: skip
+            continue
         for start in range(0, len(rows), 500):
             part = rows.iloc[start : start + 500].reset_index(drop=True)
             logger.record(request_id=f"r{day}-{start}", model_version=version, features=part,
@@ -195,6 +215,21 @@ def test_a_worse_canary_is_rolled_back(prefect_server: None, home: Path) -> None
     state = registry.aliases(MODEL)
     assert state.rollout is None and state.aliases["champion"] == "v1"
     assert registry.history(MODEL)[-1]["event"] == "rollout_rolled_back"
+
+
+def test_a_slow_canary_is_rolled_back_on_its_answer_times(prefect_server: None, home: Path) -> None:
+    registry = _registry(home)
+    registry.promote(MODEL, "v1", actor="tests", reason="first")
+    promote_model_flow(version="v2", strategy="canary", canary_share=0.25)
+    at = _settled()
+    ids = generate_day(CONFIG, 7)[0][ID_COLUMN].astype(str)
+    mine = canary_mask(ids, 0.25)
+    _serve(home, 7, at, {"v1": ~mine, "v2": mine}, took_ms={"v1": 3.0, "v2": 40.0})
+    result = _monitor(home, at)["rollout"]
+    assert result["action"] == "rollback", result["reason"]
+    assert "95th percentile answer time" in result["reason"] and result["fallback_rows"] == 0
+    assert result["latency_p95_ms"] > 10 * result["champion_latency_p95_ms"]
+    assert registry.aliases(MODEL).rollout is None
 
 
 def test_a_canary_that_fails_is_rolled_back_on_its_errors(prefect_server: None, home: Path) -> None:

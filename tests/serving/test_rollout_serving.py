@@ -182,6 +182,28 @@ def test_the_canary_log_names_the_version_that_answered_each_record(
     )  # fmt: skip
 
 
+def test_every_answered_row_is_logged_with_its_answer_time_and_the_shadows_without(
+    session: RolloutSession,
+) -> None:
+    from mlops.release.canary_latency import LatencyBudget, canary_latency
+
+    canary = session.log[session.log["transaction_id"].isin(session.canary_versions)]
+    for version in ("v1", "v2"):
+        took = canary.loc[canary["model_version"] == version, "served_ms"]
+        assert len(took) and (took > 0).all() and (took < 30_000).all(), version
+    shadow_ids = {a["request_id"] for a in session.shadow_answers}
+    shadow = session.log[session.log["request_id"].isin(shadow_ids)]
+    assert (shadow.loc[shadow["model_version"] == "v1", "served_ms"] > 0).all()
+    assert shadow.loc[shadow["model_version"] == "v2", "served_ms"].isna().all()  # answered none
+    # the monitor's check reads these times: one per request and version, nothing breached
+    check = canary_latency(canary, "v2", "v1", LatencyBudget(min_requests=10))
+    resent = sum(any(p["model_version"] == "v2" for p in a["predictions"])
+                 for a in session.resent_answers)  # fmt: skip
+    singles = sum(v == "v2" for v in session.canary_versions.values())
+    assert check.canary_requests == singles + resent
+    assert check.canary_p95_ms is not None and not check.breach, check.text
+
+
 def test_after_the_rollout_ends_the_champion_answers_alone(session: RolloutSession) -> None:
     assert session.ended_model["rollout"] is None
     assert {a["model_version"] for a in session.ended_answers} == {"v1"}

@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -162,6 +163,32 @@ def test_a_working_canary_answers_its_share_and_the_response_keeps_record_order(
     assert [p["id"] for p in body["predictions"]] == ids
     assert [p["model_version"] for p in body["predictions"]] == expected
     assert 0 < expected.count("v2") < 300
+
+
+class SlowModel(LoadedModel):
+    """A loaded version that takes 200 ms per call (a canary much costlier than the champion)."""
+
+    def predict_values(self, columns: Any) -> tuple[np.ndarray, dict[str, int]]:
+        time.sleep(0.2)
+        return super().predict_values(columns)
+
+
+def test_each_part_carries_how_long_its_model_took(serving_home: Path) -> None:
+    registry = Registry(str(serving_home / "registry"))
+    champion, v2 = _loaded(registry, "v1"), _loaded(registry, "v2")
+    canary = SlowModel(**{f.name: getattr(v2, f.name) for f in fields(v2)})
+    rows = _rows(300)
+
+    async def answer(part: RecordColumns) -> tuple[Any, LoadedModel]:
+        await asyncio.sleep(0.01)  # the champion's wait in the micro-batcher
+        return champion.predict_values(part.values)[0], champion
+
+    parts = asyncio.run(answer_with_canary(rows, rows.values[CONTRACT.id_column],
+                                           Rollout("canary", "v2", 0.2), canary, answer,
+                                           service_metrics()))  # fmt: skip
+    took = {p.model.version: p.served_ms for p in parts}
+    assert took["v2"] >= 200 and took["v1"] >= 10
+    assert took["v1"] < 200  # the champion is not charged for the canary's call before it
 
 
 def test_records_without_ids_follow_their_request_id() -> None:

@@ -319,6 +319,24 @@ def test_record_requests_logs_and_profiles_like_one_record_per_request(tmp_path)
         assert window_count(grouped, "v1", window) == window_count(one_by_one, "v1", window) > 0
 
 
+def test_each_row_is_logged_with_its_requests_answer_time(tmp_path):
+    logger = PredictionLogger(settings(tmp_path), model_name="churn", clock=Clock())
+    features, outputs = batch(6)
+    logger.record_requests(requests=[("r1", T0, 2), ("r2", T0, 1)], model_version="v1",
+                           features=features.iloc[:3], outputs=outputs.iloc[:3],
+                           served_ms=[1.5, 7.25])  # fmt: skip
+    logger.record_requests(requests=[("r3", T0, 3)], model_version="v1",
+                           features=features.iloc[3:], outputs=outputs.iloc[3:])  # fmt: skip
+    logger.record_requests(requests=[("r4", T0, 1)], model_version="v1", features=features.iloc[:1],
+                           outputs=outputs.iloc[:1], served_ms=[1.0, 2.0])  # fmt: skip
+
+    assert logger.flush().rows_written == 6 and logger.stats.rejected_rows == 1
+    log = read_prediction_log(f"{tmp_path}/predictions", "churn")
+    assert log["served_ms"].iloc[:3].tolist() == [1.5, 1.5, 7.25]
+    assert log["served_ms"].iloc[3:].isna().all()  # not measured: unknown, not zero
+    assert "2 served times for 1 requests" in (logger.stats.last_error or "")
+
+
 def test_record_requests_refuses_sizes_that_do_not_add_up_without_raising(tmp_path):
     logger = PredictionLogger(settings(tmp_path), model_name="churn", clock=Clock())
     features, outputs = batch(3)

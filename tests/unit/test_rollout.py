@@ -210,6 +210,65 @@ def test_records_the_canary_failed_count_as_its_errors():
     assert verdict.routed_rows == len(routed) and "failed 30 of" in verdict.reason
 
 
+def _timed(served, canary_ms, champion_ms, seed=2):
+    """Give every served row a request of its own and an answer time around the given medians."""
+    rng = np.random.default_rng(seed)
+    ms = np.where(served["model_version"] == "v2", canary_ms, champion_ms)
+    return served.assign(
+        request_id=[f"req-{i}" for i in range(len(served))],
+        served_ms=ms * rng.lognormal(0.0, 0.3, len(served)),
+    )
+
+
+def test_a_canary_much_slower_than_the_champion_is_rolled_back_without_labels():
+    served = _timed(_canary_window(4000, 0.7, 0.72, 0.25), canary_ms=40.0, champion_ms=4.0)
+    verdict = judge_canary(served, served.iloc[0:0], Rollout("canary", "v2", 0.25), "v1",
+                           {"v1": MANIFEST, "v2": MANIFEST}, id_column="id",
+                           target="label")  # fmt: skip
+    assert verdict.action == "rollback" and "95th percentile answer time" in verdict.reason
+    assert verdict.latency_p95_ms > 2 * verdict.champion_latency_p95_ms
+
+
+def test_latency_rolls_back_only_past_both_the_ratio_and_the_floor():
+    from mlops.release.canary_latency import LatencyBudget
+
+    healthy = _canary(_timed(_canary_window(4000, 0.7, 0.72, 0.25), 4.5, 4.0))
+    assert healthy.action == "widen" and "95th percentile answer time" in healthy.reason
+    # Three times slower, but by ~2 ms: below the floor, no client could tell.
+    tiny = _canary(_timed(_canary_window(4000, 0.7, 0.72, 0.25), 1.2, 0.4))
+    assert tiny.action == "widen" and tiny.latency_p95_ms > 2 * tiny.champion_latency_p95_ms
+    strict = _canary(_timed(_canary_window(4000, 0.7, 0.72, 0.25), 1.2, 0.4),
+                     latency=LatencyBudget(max_ratio=2.0, floor_ms=0.5))  # fmt: skip
+    assert strict.action == "rollback"
+    # 30% slower at 40 ms: within the ratio
+    assert _canary(_timed(_canary_window(4000, 0.7, 0.72, 0.25), 52.0, 40.0)).action == "widen"
+
+
+def test_latency_is_not_judged_on_too_few_requests_or_on_rows_without_times():
+    few = _timed(_canary_window(4000, 0.7, 0.72, 0.25), canary_ms=40.0, champion_ms=4.0)
+    few["request_id"] = np.where(few["model_version"] == "v2", "one-batch", few["request_id"])
+    verdict = _canary(few)  # the canary's ~1,000 rows came in one request: one answer time
+    assert verdict.action == "widen" and verdict.latency_p95_ms is None
+    assert "latency not judged (1 requests answered by v2" in verdict.reason
+    old = _canary(_canary_window(4000, 0.7, 0.72, 0.25))  # a log written before served_ms
+    assert old.action == "widen" and old.latency_p95_ms is None
+
+
+def test_the_same_model_twice_does_not_breach_even_with_a_heavy_tail():
+    from mlops.release.canary_latency import LatencyBudget, canary_latency
+
+    rng = np.random.default_rng(3)
+    budget = LatencyBudget(floor_ms=0.0)  # the ratio alone, on times of one distribution
+    breaches = 0
+    for look in range(300):
+        ms = rng.lognormal(1.0, 1.0, 3100)  # p95 ~ 5x the median
+        served = pd.DataFrame({"request_id": [f"{look}-{i}" for i in range(3100)],
+                               "model_version": ["v2"] * 100 + ["v1"] * 3000,
+                               "served_ms": ms})  # fmt: skip
+        breaches += canary_latency(served, "v2", "v1", budget).breach
+    assert breaches <= 3  # ~0.1% per look in simulation
+
+
 def _outcome(registry, version, *, passed=True):
     from mlops.release.candidate import GateOutcome
     from mlops.release.gate import GateDecision
