@@ -34,6 +34,10 @@ def find_change(
     log = get_run_logger()
     if change is None:
         log.info("no change of concept in the window: the champion's loss has no clear step")
+    elif change.inherited:
+        log.info("no new step in the champion's loss; the change it was trained across began "
+                 "%d rows before the end, and the rows since it are weighed again",
+                 change.rows_after)  # fmt: skip
     else:
         log.info("the champion's loss stepped up %.3f -> %.3f (z %.1f) %d rows before the end",
                  change.loss_before, change.loss_after, change.z, change.rows_after)  # fmt: skip
@@ -88,11 +92,16 @@ def fit_model(
 def _window_markdown(choice: dict[str, Any]) -> str:
     change = choice["change"]
     kept = choice["rows"] == "since change"
+    found = (
+        "No new step in the champion's loss; the change it was itself trained across (its "
+        f"predecessor's loss stepped up from {change['loss_before']} to {change['loss_after']}) "
+        if change.get("inherited")
+        else f"The champion's mean per-row loss stepped up from {change['loss_before']} to "
+        f"{change['loss_after']} ({change['z']} standard errors), "
+    )
     return "\n".join([
         "# Training window after a change of concept", "",
-        f"The champion's mean per-row loss stepped up from {change['loss_before']} to "
-        f"{change['loss_after']} ({change['z']} standard errors), {change['rows_after']} rows "
-        "before the window's end.", "",
+        f"{found}{change['rows_after']} rows before the window's end.", "",
         "| model | learned |", "|---|---|",
         "| whole window | the rows before the change and the training rows after it |",
         "| since change | the training rows after the change only |", "",

@@ -158,9 +158,14 @@ def _window_line(window: dict[str, Any] | None) -> list[str]:
         return lines
     change = window["change"]
     kept = "the rows since it only" if window["rows"] == "since change" else "the whole window"
+    where = (
+        "The change the previous champion was trained across (no new step since) began"
+        if change.get("inherited")
+        else f"The previous champion's loss stepped up {change['loss_before']} -> "
+        f"{change['loss_after']} (z {change['z']})"
+    )
     return [
-        f"- The previous champion's loss stepped up {change['loss_before']} -> "
-        f"{change['loss_after']} (z {change['z']}) {change['rows_after']} rows before the "
+        f"- {where} {change['rows_after']} rows before the "
         f"window's end; trained on {kept} (rows since the change vs whole window, paired z "
         f"{window['recent_better_z']} on {window['validation_rows']} validation rows)",
         *lines,

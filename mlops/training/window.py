@@ -59,9 +59,16 @@ class Change:
     loss_before: float
     loss_after: float
     z: float
+    inherited: bool = False  # the champion's change, carried over: no new step in this window
 
     def to_dict(self) -> dict[str, Any]:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Change:
+        before, after, z = (float(data[k]) for k in ("loss_before", "loss_after", "z"))
+        inherited = bool(data.get("inherited"))
+        return cls(int(data["index"]), int(data["rows_after"]), before, after, z, inherited)
 
 
 @dataclass(frozen=True)
@@ -132,10 +139,12 @@ def change_in(
 ) -> Change | None:
     """Find where a model's loss on labelled, time-ordered `rows` stepped up (its `outputs`).
 
-    Only the rows after the first `learned` (those the model trained on) are searched: its loss
-    on rows it learned is lower anyway, which would pass for a change where its data ended.
-    None when there is no clear step, or when its outputs cannot be scored on these labels
-    (a class it never knew): a model from before a change of contract says nothing here.
+    Only the rows after the first `learned` (those the model trained on; its data ends there)
+    are searched: its loss on rows it learned is lower anyway, which would pass for a change
+    where its data ended. Without a new step, the change the model was itself trained across,
+    if any, still marks where the current concept began (`inherited_change`). None when there is
+    no change to go by, or when its outputs cannot be scored on these labels (a class it never
+    knew): a model from before a change of contract says nothing here.
     """
     learned = max(0, min(int(learned), len(rows)))
     try:
@@ -146,7 +155,31 @@ def change_in(
     except (KeyError, ValueError, IndexError):
         return None
     found = find_change(losses)
-    return None if found is None else replace(found, index=found.index + learned)
+    if found is None:
+        return inherited_change(manifest, len(rows), learned)
+    return replace(found, index=found.index + learned)
+
+
+def inherited_change(manifest: dict[str, Any], n_rows: int, data_end: int) -> Change | None:
+    """Place the change a model was trained across in a window whose first `data_end` rows end
+    with its data; None when it had none, or when either side would be too short to learn.
+
+    A champion trained after a change learned few rows of the new concept: the next training,
+    with more of them, must again choose between all rows and the rows since that change, or
+    the old concept's rows outnumber the new ones as they did before. The change stays where
+    it was until the champion's own loss shows a new one.
+    """
+    recorded = (manifest.get("window") or {}).get("change")
+    if not recorded or data_end <= 0:
+        return None
+    try:
+        known = Change.from_dict(recorded)
+    except (KeyError, TypeError, ValueError):
+        return None
+    index = data_end - known.rows_after
+    if index < MIN_SEGMENT_ROWS or n_rows - index < MIN_SEGMENT_ROWS:
+        return None
+    return replace(known, index=index, rows_after=n_rows - index, inherited=True)
 
 
 def paired_z(losses_a: np.ndarray, losses_b: np.ndarray) -> float:
@@ -203,7 +236,9 @@ def learned_that_matters(
     fractions = {"val_fraction": val_fraction, "holdout_fraction": holdout_fraction}
     try:
         if change is not None:
-            recent = split_by_time(pd.DataFrame(index=range(n_rows - change.index)), **fractions)
+            since = max(0, learned - change.index)  # an inherited change: learned after it
+            recent = split_for_gate(pd.DataFrame(index=range(n_rows - change.index)),
+                                    learned=since, **fractions)  # fmt: skip
             train = change.index + len(recent.train)
         else:
             frame = pd.DataFrame(index=range(n_rows))
@@ -241,7 +276,8 @@ def fit_window(
             model = replace(model, window=choice)
         return _for_gate(WindowFit(model, splits, rows, choice), learned)
     before, after = rows.iloc[: change.index], rows.iloc[change.index :]
-    recent = split_by_time(after, **fractions)
+    # after a change carried over from the champion, it learned the first rows since it
+    recent = split_for_gate(after, learned=max(0, learned - change.index), **fractions)
     whole = Splits(pd.concat([before, recent.train]), recent.val, recent.holdout)
     whole_model = train_model(whole, contract, params)
     recent_model = train_model(recent, contract, params)
@@ -255,8 +291,10 @@ def fit_window(
         "recent_better_z": round(z, 3) if np.isfinite(z) else z,
     }
     log.info(
-        "champion's loss stepped up %.2f -> %.2f (z %.1f) %d rows before the window's end; "
+        "%s %.2f -> %.2f (z %.1f) %d rows before the window's end; "
         "rows since the change alone %s (paired z %.2f on %d validation rows)",
+        "the change the champion was trained across: its predecessor's loss stepped up"
+        if change.inherited else "champion's loss stepped up",
         change.loss_before, change.loss_after, change.z, change.rows_after,
         "win" if take_recent else "do not win", z, len(val),
     )  # fmt: skip
