@@ -220,4 +220,5 @@ def policy_inputs(
         live_baseline=early_live_metric(
             [h.get("performance") or [] for h in history], champion, metric, min_labelled_rows
         ),
+        manifest=registry.get(settings.model_name, champion).manifest,
     )

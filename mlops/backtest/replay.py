@@ -249,6 +249,7 @@ class Backtest:
             live_baseline=early_live_metric(
                 run.performance, run.champion, self._rules.metric, self._rules.min_labelled_rows
             ),
+            manifest=manifest,
         )
         decision = decide_retrain(inputs, self._rules)
         run.drift_shares.append(drift.share_drifted)

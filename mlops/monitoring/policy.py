@@ -8,6 +8,15 @@ drift only explains. A window that fails its data checks never triggers a retrai
 would learn the broken feed): it raises a data-quality incident instead. After a challenger was
 refused, the policy backs off (`mlops.monitoring.holdback`).
 
+One retrain needs no alarm: the catch-up. A champion trained right after a change of concept
+learned few rows of the new concept (those between the change and its training), and it keeps
+a metric below what the concept allows without falling any further, so no drop ever calls for
+more. Once as many rows again have been served, one retrain learns twice the rows of the new
+concept: on a learning curve the first doubling is the largest step there is, and later ones are
+left to the performance rule. It fires once per change found (the model it trains carries the
+change over, it does not find it: `Change.inherited`), and the gate keeps it only if it is better;
+once a challenger was refused since the champion's promotion, it does not fire again.
+
 Pure: the caller passes the current window's figures, the drift shares of the windows before it,
 the live or estimated metric and the training history, and stores what it needs for the next call.
 """
@@ -23,12 +32,13 @@ from mlops.monitoring.holdback import held_back, severe_drop
 from mlops.monitoring.thresholds import RetrainPolicy
 from mlops.training.evaluate import HIGHER_IS_BETTER, metric_delta
 
-Reason = Literal["performance", "estimated-performance", "drift", "data-quality"]
+Reason = Literal["performance", "estimated-performance", "drift", "data-quality", "catch-up"]
 Evidence = Literal["labels", "estimate", "drift", "data-quality"]
 EVENTS: dict[str, str] = {
     "drift": "mlops.model.drift-detected",
     "performance": "mlops.model.performance-degraded",
     "estimated-performance": "mlops.model.performance-degraded",
+    "catch-up": "mlops.model.catch-up-due",
 }  # the retrain events (the retrain trigger expects these)
 EVIDENCE_REASON: dict[Evidence, Reason] = {
     "labels": "performance",
@@ -50,7 +60,8 @@ class PolicyInputs:
     the model's probabilities let us expect on the window, `estimated_reference` the same
     estimate on its training rows. `failed_checks` names the data checks the window failed.
     `new_rows` counts rows since the last training; `refused_challengers` the challengers
-    refused since the champion's promotion.
+    refused since the champion's promotion. `catch_up_rows`: the rows since a change of concept
+    the champion learned, when it was trained on a change it found itself (None otherwise).
     """
 
     now: dt.datetime
@@ -67,6 +78,7 @@ class PolicyInputs:
     estimated_reference: float | None = None
     failed_checks: tuple[str, ...] = ()
     refused_challengers: int = 0
+    catch_up_rows: int | None = None
 
     @property
     def drift_share(self) -> float:
@@ -100,7 +112,7 @@ def decide_retrain(inputs: PolicyInputs, policy: RetrainPolicy) -> RetrainDecisi
         return _data_quality(inputs)
     drift_fired, drift_text = _drift_clause(inputs, policy)
     evidence, fired, text = _evidence(inputs, policy, drift_fired, drift_text)
-    reason = EVIDENCE_REASON[evidence]
+    reason: Reason = EVIDENCE_REASON[evidence]
     triggers: list[Reason] = [reason] if fired else []
     if drift_fired and evidence != "drift":
         triggers.append("drift")
@@ -109,6 +121,10 @@ def decide_retrain(inputs: PolicyInputs, policy: RetrainPolicy) -> RetrainDecisi
     else:
         harmless = ", which alone is not evidence of harm" if drift_fired and not fired else ""
         because = f"{text}; drift: {drift_text}{harmless}"
+    catch_up = None if fired else _catch_up_clause(inputs)
+    if catch_up is not None:
+        fired, reason, because = True, "catch-up", f"{catch_up} ({because})"
+        triggers.insert(0, "catch-up")
     blocker = ""
     if fired:
         blocker = held_back(
@@ -131,6 +147,20 @@ def decide_retrain(inputs: PolicyInputs, policy: RetrainPolicy) -> RetrainDecisi
         drift_share=inputs.drift_share,
         triggers=tuple(triggers),
         evidence=evidence,
+    )
+
+
+def _catch_up_clause(inputs: PolicyInputs) -> str | None:
+    """Say why a catch-up retrain is due, or None (see the module's docstring)."""
+    learned = inputs.catch_up_rows
+    if learned is None or learned <= 0 or inputs.new_rows < learned:
+        return None
+    if inputs.refused_challengers:  # more rows of the concept did not beat it: done catching up
+        return None
+    return (
+        f"the champion learned only {learned:,} rows of the concept that changed before its "
+        f"training, and {inputs.new_rows:,} rows have been served since: a catch-up retrain "
+        "learns them"
     )
 
 

@@ -51,6 +51,7 @@ def window_policy_inputs(
     estimate: Estimate | None = None,
     refused_challengers: int = 0,
     live_baseline: float | None = None,
+    manifest: dict[str, Any] | None = None,
 ) -> PolicyInputs:
     """Gather what the retrain policy needs about the champion's window.
 
@@ -60,7 +61,8 @@ def window_policy_inputs(
     `constraints` (failed checks stop retraining), `estimate` (the metric the champion's
     probabilities predict), `refused_challengers` (since its promotion) and `live_baseline` (the
     champion's metric on its first windows with enough labels: `early_live_metric`) are
-    optional.
+    optional. The champion's `manifest` tells whether a catch-up retrain applies to it
+    (`catch_up_rows`).
     """
     live = next((p for p in performance if p["version"] == champion), None)
     return PolicyInputs(
@@ -78,7 +80,21 @@ def window_policy_inputs(
         estimated_reference=estimate.reference if estimate and estimate.metric == metric else None,
         failed_checks=failed_checks(constraints),
         refused_challengers=refused_challengers,
+        catch_up_rows=catch_up_rows(manifest or {}),
     )
+
+
+def catch_up_rows(manifest: dict[str, Any]) -> int | None:
+    """Return the rows since a change of concept that a model learned, when it was trained on
+    a change it found itself; None otherwise (no change, or one carried over from its
+    predecessor: it was the catch-up)."""
+    change = (manifest.get("window") or {}).get("change")
+    if not change or change.get("inherited"):
+        return None
+    try:
+        return int(change["rows_after"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def early_live_metric(

@@ -322,3 +322,38 @@ def test_the_live_metric_is_held_to_the_better_of_holdout_and_first_live_windows
     assert decide_retrain(
         inputs(metric_value=27.0, champion_metric=30.0, live_baseline=20.0), rmse
     ).retrain
+
+
+def test_a_champion_trained_after_a_change_catches_up_once_the_new_rows_doubled():
+    young = {"catch_up_rows": 3000, "metric_value": 0.88, "champion_metric": 0.86}
+    waiting = decide_retrain(inputs(**young, new_rows=2999), POLICY)
+    assert (waiting.retrain, waiting.triggers) == (False, ())
+    due = decide_retrain(inputs(**young, new_rows=3000), POLICY)
+    assert (due.retrain, due.reason, due.event) == (True, "catch-up", "mlops.model.catch-up-due")
+    assert due.evidence == "labels" and due.triggers == ("catch-up",)
+    assert due.explanation.startswith(
+        "retrain: yes, because the champion learned only 3,000 rows of the concept that changed "
+        "before its training, and 3,000 rows have been served since"
+    )
+    assert "roc_auc 0.88 is no worse than the champion's 0.86" in due.explanation
+    # a champion that was not trained on a change it found (None) never catches up
+    assert not decide_retrain(inputs(new_rows=10**6), POLICY).retrain
+
+
+def test_a_catch_up_is_held_back_like_any_retrain_and_never_runs_on_a_broken_feed():
+    young = {"catch_up_rows": 3000, "new_rows": 9000}
+    cooling = decide_retrain(inputs(**young, last_retrain=NOW - dt.timedelta(hours=1)), POLICY)
+    assert not cooling.retrain and "cooldown" in cooling.explanation
+    refused = decide_retrain(inputs(**young, refused_challengers=1), POLICY)
+    assert not refused.retrain and "catch-up" not in refused.triggers  # it had its chance
+    few = decide_retrain(inputs(catch_up_rows=500, new_rows=800), POLICY)
+    assert not few.retrain and "only 800 new rows" in few.explanation  # min_new_rows still holds
+    broken = decide_retrain(inputs(**young, failed_checks=("amount scale: median 7136",)), POLICY)
+    assert (broken.retrain, broken.reason) == (False, "data-quality")
+
+
+def test_a_drop_still_decides_as_a_drop_when_a_catch_up_is_also_due():
+    decision = decide_retrain(
+        inputs(catch_up_rows=3000, metric_value=0.80, champion_metric=0.92), POLICY
+    )
+    assert (decision.retrain, decision.reason) == (True, "performance")

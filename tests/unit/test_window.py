@@ -309,3 +309,44 @@ def test_what_a_champion_learned_matters_only_past_the_training_split() -> None:
     assert learned_that_matters(1000, 820, change, **fractions) == 0  # 400 + 420 train rows
     assert learned_that_matters(1000, 821, change, **fractions) == 821
     assert learned_that_matters(5, 3, None, **fractions) == 0  # too few rows: training says so
+
+
+def test_a_change_the_champion_was_trained_across_is_handed_on_until_a_new_one() -> None:
+    from mlops.monitoring.window import catch_up_rows
+    from mlops.training.window import inherited_change
+
+    recorded = Change(index=3000, rows_after=1500, loss_before=0.1, loss_after=0.9, z=8.0)
+    manifest = {**MANIFEST, "window": {"rows": "window", "change": recorded.to_dict()}}
+    rows = pd.concat([_rows(3000, turned=False, seed=2, start="2026-01-10"),
+                      _rows(3000, turned=True, seed=3, start="2026-01-13")],
+                     ignore_index=True)  # fmt: skip
+    # the champion's data ended at row 4,500 (its window's change 1,500 rows before its end);
+    # on the rows since, it is as good as ever: no new step
+    good = np.where(rows["label"].to_numpy()[:, None] == 1, [0.1, 0.9], [0.9, 0.1])
+
+    change = change_in(rows, TURN, good, manifest, learned=4500)
+
+    assert change == replace(recorded, index=3000, rows_after=3000, inherited=True)
+    assert Change.from_dict(change.to_dict()) == change
+    assert change_in(rows, TURN, good, MANIFEST, learned=4500) is None  # it had no change
+    assert inherited_change(manifest, 6000, 2000) is None  # 500 rows before it: nothing to weigh
+    # only a change the champion found itself makes a catch-up due: one per change
+    assert catch_up_rows(manifest) == 1500
+    assert catch_up_rows({"window": {"change": change.to_dict()}}) is None
+    assert catch_up_rows(MANIFEST) is None
+
+
+def test_after_a_handed_on_change_the_gate_holds_out_rows_the_champion_did_not_learn() -> None:
+    rows = pd.concat([_rows(3000, turned=False, seed=2, start="2026-01-10"),
+                      _rows(3000, turned=True, seed=3, start="2026-01-13")],
+                     ignore_index=True)  # fmt: skip
+    change = Change(index=3000, rows_after=3000, loss_before=0.1, loss_after=0.9, z=8.0,
+                    inherited=True)  # fmt: skip
+
+    # the champion learned 2,700 rows since the change: the usual holdout (the newest 450 rows
+    # since it) would hold 150 of them
+    fitted = fit_window(rows, TURN, PARAMS, change, learned=5700)
+
+    assert len(fitted.splits.holdout) == 300
+    assert fitted.splits.holdout["ts"].min() > rows["ts"].iloc[5699]
+    assert fitted.choice["change"]["inherited"] is True
