@@ -235,7 +235,14 @@ def deploy(
 
 @app.command()
 def demo(
-    days: Annotated[int, typer.Option(help="Days in the simulated world (>= 12).")] = 20,
+    days: Annotated[int, typer.Option(help="Days in the simulated world (>= story days).")] = 24,
+    story_days: Annotated[
+        int,
+        typer.Option(
+            help="Days over which the story's events are placed (>= 12); later days "
+            "keep its last state."
+        ),
+    ] = 20,
     rows_per_day: Annotated[int, typer.Option(help="Transactions per day.")] = 3000,
     train_days: Annotated[int, typer.Option(help="Days v1 trains on; the rest are replayed.")] = 8,
     max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs per training.")] = 8,
@@ -259,6 +266,7 @@ def demo(
     quiet_telemetry()
     config = DemoConfig(
         days=days,
+        story_days=story_days,
         rows_per_day=rows_per_day,
         train_days=train_days,
         max_epochs=max_epochs,

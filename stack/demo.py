@@ -33,16 +33,18 @@ from mlops.registry.store import Registry
 from mlops.settings import REPO_ROOT, Settings
 from stack import orchestration, replay
 from stack import services as stack
-from stack.timeline import DayRow, render_timeline, short_decision
+from stack.timeline import DayRow, recovery, render_timeline, short_decision
 
 STORES = ("registry", "data", "profiles", "predictions", "monitoring", "reports", "bentoml")
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """The story's size: a 20-day world, v1 trained on its first days, the rest replayed."""
+    """The story's size: a 20-day story, then 4 days of its last state, in which a catch-up
+    retrain learns the new concept; v1 trained on the first days, the rest replayed."""
 
-    days: int = 20
+    days: int = 24
+    story_days: int = 20
     rows_per_day: int = 3000
     train_days: int = 8
     label_delay_days: int = 1
@@ -77,6 +79,7 @@ class Demo:
         self.landed = Path(self.settings.data) / "simulated"
         self.sim = SimulationConfig(
             days=config.days,
+            story_days=config.story_days,
             rows_per_day=config.rows_per_day,
             seed=config.seed,
             label_delay_days=config.label_delay_days,
@@ -108,6 +111,8 @@ class Demo:
         self.fill_live_metrics()
         wide = Console(width=max(self.console.width, 126))  # a narrower table wraps every cell
         wide.print(render_timeline(self.rows, self.sim))
+        if said := recovery(self.rows, self.sim):
+            self.console.print(said)
         chart = self.write_loop_chart()
         minutes = (time.monotonic() - began) / 60
         self.step(f"Done in {minutes:.1f} min. Left running (stop them with `make stop`):")

@@ -92,6 +92,34 @@ def live_figures(live: list[dict[str, Any]], versions: list[str] | None = None) 
     )
 
 
+def served_auc(row: DayRow) -> float | None:
+    """Return the live ROC AUC of what clients got on a day (None before its labels landed)."""
+    answered = [r for r in row.live if r["version"] in row.versions and r.get("live") is not None]
+    if not answered:
+        return None
+    return float(max(answered, key=lambda r: r["labelled_rows"])["live"])
+
+
+def recovery(rows: list[DayRow], config: SimulationConfig, last: int = 3) -> str:
+    """Compare the live ROC AUC before the concept drift with that of the last labelled days."""
+    if config.scenario != "drift":
+        return ""
+    drift_day = config.timeline().drift_start
+    before = [a for r in rows if r.index < drift_day and (a := served_auc(r)) is not None]
+    after = [(r.index + 1, a) for r in rows if r.index >= drift_day
+             and (a := served_auc(r)) is not None][-last:]  # fmt: skip
+    if not before or not after:
+        return ""
+    level = sum(before) / len(before)
+    gap = level - min(a for _, a in after)
+    figures = ", ".join(f"{a:.3f}" for _, a in after)
+    return (
+        f"Live ROC AUC before the concept drift: {level:.3f} (mean of {len(before)} days); on the "
+        f"last {len(after)} labelled days ({after[0][0]}-{after[-1][0]}): {figures}, at most "
+        f"{max(gap, 0.0):.3f} below it"
+    )
+
+
 def render_timeline(rows: list[DayRow], config: SimulationConfig) -> Table:
     """Build the timeline table of the replayed days (about 125 columns wide)."""
     table = Table(
@@ -105,8 +133,11 @@ def render_timeline(rows: list[DayRow], config: SimulationConfig) -> Table:
         justify: JustifyMethod = "right" if column in {"served", "refused"} else "left"
         width = 12 if column == "top drift" else None
         table.add_column(column, justify=justify, no_wrap=True, max_width=width)
-    for column in ("AUC", "acc", "decision", "then"):
+    for column in ("AUC", "acc"):
         table.add_column(column, no_wrap=True)
+    # what was decided and what followed wrap within their column, so that no other is cut
+    table.add_column("decision", max_width=18)
+    table.add_column("then", ratio=1)
     for row in rows:
         auc, accuracy = live_figures(row.live, row.versions)
         table.add_row(

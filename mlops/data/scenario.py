@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -143,6 +143,9 @@ class SimulationConfig:
     label_delay_days: int = 3
     start_date: dt.date = dt.date(2026, 1, 1)
     scenario: ScenarioName = "drift"
+    # Place the drift scenario's events as in a story of this many days; the days after it
+    # keep its last state (default: the story is all `days`)
+    story_days: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.start_date, str):
@@ -154,10 +157,19 @@ class SimulationConfig:
             (1 <= self.rows_per_day <= MAX_ROWS, f"rows_per_day must be in 1..{MAX_ROWS}"),
             (self.label_delay_days >= 0, "label_delay_days must be >= 0"),
             (self.seed >= 0, "seed must be >= 0"),
+            (
+                self.story_days is None or min_days <= self.story_days <= self.days,
+                f"story_days must be in {min_days}..days",
+            ),
         )
         problems = [message for ok, message in checks if not ok]
         if problems:
             raise ValueError(f"invalid simulation config {self}: " + "; ".join(problems))
+
+    def timeline(self) -> Timeline:
+        """Return the drift scenario's event days: as for `story_days`, ending on the last day."""
+        placed = drift_timeline(self.story_days or self.days)
+        return replace(placed, last_day=self.days - 1)
 
     def date_of(self, day_index: int) -> dt.date:
         """Return the calendar date of a day index."""
@@ -230,7 +242,7 @@ def scenario_events(config: SimulationConfig) -> list[ScenarioEvent]:
     """Return the ground-truth events of the configured scenario, in time order."""
     if config.scenario == "stable":
         return []
-    t, day = drift_timeline(config.days), config.date_of
+    t, day = config.timeline(), config.date_of
     return [
         ScenarioEvent(
             "spending_shift",
@@ -290,7 +302,7 @@ def day_conditions(config: SimulationConfig, day_index: int) -> DayConditions:
     """Return how the scenario alters one day's data."""
     if config.scenario == "stable":
         return DayConditions(shift=0.0, concept_drift=False, incident=False)
-    t = drift_timeline(config.days)
+    t = config.timeline()
     ramp_days = t.shift_ramp_end - t.shift_start + 1
     return DayConditions(
         shift=min(max((day_index - t.shift_start + 1) / ramp_days, 0.0), 1.0),

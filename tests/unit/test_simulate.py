@@ -236,6 +236,27 @@ def test_events_fit_any_number_of_days(n_days: int) -> None:
     assert events["data_quality"].end < events["recovery"].start <= last
 
 
+def test_a_story_shorter_than_the_world_places_its_events_and_keeps_its_last_state() -> None:
+    from mlops.data.scenario import day_conditions
+
+    story = SimulationConfig(days=20)
+    longer = SimulationConfig(days=24, story_days=20)
+    spans = {e.kind: (e.start.day, e.end.day) for e in scenario_events(longer)}
+    assert spans == {
+        "covariate_shift": (10, 24),
+        "concept_drift": (14, 24),
+        "data_quality": (17, 18),
+        "recovery": (19, 24),
+    }
+    for day in range(20):
+        assert day_conditions(longer, day) == day_conditions(story, day)
+    assert all(day_conditions(longer, day) == day_conditions(story, 19) for day in range(20, 24))
+    # the same days generate the same rows: only the world goes on longer
+    pd.testing.assert_frame_equal(generate_day(longer, 15)[0], generate_day(story, 15)[0])
+    with pytest.raises(ValueError, match="story_days"):
+        SimulationConfig(days=20, story_days=24)
+
+
 def test_stable_scenario_has_no_events() -> None:
     assert scenario_events(SimulationConfig(scenario="stable")) == []
 
