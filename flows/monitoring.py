@@ -85,7 +85,7 @@ def monitor_model_flow(
 
     # 3. Decide (labels first, then the estimate, then drift), remember, tell
     inputs = policy_inputs(
-        settings, registry, champion.version, served, drift, performance, policy.metric, end,
+        settings, registry, champion, served, drift, performance, policy.metric, end,
         constraints=constraints, estimate=estimate, min_labelled_rows=policy.min_labelled_rows,
     )  # fmt: skip
     decision = decide_retrain(inputs, policy)
@@ -161,7 +161,7 @@ def _utc(moment: datetime) -> datetime:
 def policy_inputs(
     settings: Settings,
     registry: Registry,
-    champion: str,
+    champion: ModelVersion,
     served: Any,
     drift: Any,
     performance: list[dict[str, Any]],
@@ -181,7 +181,9 @@ def policy_inputs(
     last promotion or rollback: a promoted one would have moved the champion), for the back-off.
     """
     history = [
-        h for h in read_history(settings, settings.model_name) if h.get("champion") == champion
+        h
+        for h in read_history(settings, settings.model_name)
+        if h.get("champion") == champion.version
     ]
     events = registry.history(settings.model_name)
     registered = [h for h in events if h["event"] == "registered"]
@@ -198,7 +200,7 @@ def policy_inputs(
             found = read_window_profiles(
                 settings.store("profiles"),
                 settings.model_name,
-                champion,
+                champion.version,
                 first,
                 now,
                 settings.profile_window_s,
@@ -209,7 +211,7 @@ def policy_inputs(
         served=served,
         drift=drift,
         performance=performance,
-        champion=champion,
+        champion=champion.version,
         metric=metric,
         previous_drift_shares=[float(h["drift_share"]) for h in history],
         last_retrain=last,
@@ -218,7 +220,10 @@ def policy_inputs(
         estimate=estimate,
         refused_challengers=refused,
         live_baseline=early_live_metric(
-            [h.get("performance") or [] for h in history], champion, metric, min_labelled_rows
+            [h.get("performance") or [] for h in history],
+            champion.version,
+            metric,
+            min_labelled_rows,
         ),
-        manifest=registry.get(settings.model_name, champion).manifest,
+        manifest=champion.manifest,
     )

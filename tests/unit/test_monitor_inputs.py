@@ -58,7 +58,8 @@ def test_new_rows_are_the_rows_served_since_the_last_registration(tmp_path: Path
     assert window is not None
     drift = SimpleNamespace(n_features=7, drifted_features=[])  # the seam: drift is not counted
 
-    inputs = policy_inputs(settings, registry, model.version, window, drift, [], "roc_auc", end)
+    champion = registry.get(MODEL, model.version)
+    inputs = policy_inputs(settings, registry, champion, window, drift, [], "roc_auc", end)
 
     assert inputs.new_rows == 600 + 700  # both windows since v1, not the last window's 700
     assert inputs.last_retrain is not None and inputs.last_retrain < start
@@ -70,7 +71,7 @@ def test_new_rows_are_the_rows_served_since_the_last_registration(tmp_path: Path
         entry = {"champion": "v1", "drift_share": 0.0, "performance": performance}
         record_decision.fn(settings, MODEL, entry)
     inputs = policy_inputs(
-        settings, registry, model.version, window, drift, [], "roc_auc", end, min_labelled_rows=500
+        settings, registry, champion, window, drift, [], "roc_auc", end, min_labelled_rows=500
     )
     assert inputs.live_baseline == pytest.approx((0.93 + 0.88 + 0.89) / 3)
 
