@@ -17,8 +17,9 @@ from mlops.contract.spec import Contract
 from mlops.registry.store import Registry
 from mlops.release.build import champion_change
 from mlops.training import train
+from mlops.training.change import Change
 from mlops.training.train import TrainedModel, TrainParams, evaluate_model
-from mlops.training.window import Change, WindowFit, fit_window
+from mlops.training.window import WindowFit, fit_window
 
 GPU_LIMIT = "gpu"  # the global concurrency limit `mlops bootstrap` creates (one slot per GPU)
 

@@ -28,8 +28,9 @@ from mlops.inference.model import LoadedModel
 from mlops.release.build import build_candidate
 from mlops.release.candidate import Candidate
 from mlops.release.verify import ExportVerificationError, VerificationReport
+from mlops.training.change import Change, change_in
 from mlops.training.train import TrainParams, params_dict
-from mlops.training.window import Change, change_in, learned_that_matters
+from mlops.training.window import learned_that_matters
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from mlops.monitoring.drift import DriftReport, feature_drift
 from mlops.monitoring.estimate import Estimate
 from mlops.monitoring.policy import PolicyInputs
 from mlops.monitoring.profile import ProfileView, profile_summary
+from mlops.training.change import recorded_change
 
 BASELINE_WINDOWS = 3  # a champion's live baseline: the mean of its first 3 labelled windows
 
@@ -88,13 +89,8 @@ def catch_up_rows(manifest: dict[str, Any]) -> int | None:
     """Return the rows since a change of concept that a model learned, when it was trained on
     a change it found itself; None otherwise (no change, or one carried over from its
     predecessor: it was the catch-up)."""
-    change = (manifest.get("window") or {}).get("change")
-    if not change or change.get("inherited"):
-        return None
-    try:
-        return int(change["rows_after"])
-    except (KeyError, TypeError, ValueError):
-        return None
+    change = recorded_change(manifest)
+    return None if change is None or change.inherited else change.rows_after
 
 
 def early_live_metric(

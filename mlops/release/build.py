@@ -28,6 +28,7 @@ from mlops.release.candidate import (
 )
 from mlops.release.lineage import data_lineage, rows_learned
 from mlops.release.verify import VerificationReport
+from mlops.training.change import Change, change_in
 from mlops.training.train import (
     Splits,
     TrainedModel,
@@ -36,7 +37,7 @@ from mlops.training.train import (
     predict_torch,
     refit_model,
 )
-from mlops.training.window import Change, change_in, fit_window
+from mlops.training.window import fit_window
 
 
 @dataclass(frozen=True)

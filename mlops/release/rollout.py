@@ -34,7 +34,7 @@ from mlops.registry.rollouts import CANARY_STEPS, STRATEGIES, Rollout, canary_ma
 from mlops.registry.store import ConcurrentUpdateError, Registry
 from mlops.release.canary_latency import LatencyBudget, canary_latency
 from mlops.release.candidate import GateOutcome
-from mlops.training.window import paired_z, row_losses
+from mlops.training.change import paired_z, row_losses
 
 __all__ = [
     "CANARY_STEPS",

@@ -20,18 +20,10 @@ from mlops.release.build import (
 from mlops.release.candidate import newer_than_data
 from mlops.release.card import render_model_card
 from mlops.release.lineage import end_of_data, row_hashes
+from mlops.training.change import Change, change_in, find_change, paired_z, row_losses
 from mlops.training.evaluate import compute_metrics
 from mlops.training.train import TrainParams, predict_torch, split_by_time, train_model
-from mlops.training.window import (
-    Change,
-    change_in,
-    find_change,
-    fit_window,
-    learned_that_matters,
-    paired_z,
-    row_losses,
-    split_for_gate,
-)
+from mlops.training.window import fit_window, learned_that_matters, split_for_gate
 
 PARAMS = TrainParams(
     max_epochs=4, batch_size=64, learning_rate=0.03, hidden=(16,), patience=2, seed=5,
@@ -313,7 +305,7 @@ def test_what_a_champion_learned_matters_only_past_the_training_split() -> None:
 
 def test_a_change_the_champion_was_trained_across_is_handed_on_until_a_new_one() -> None:
     from mlops.monitoring.window import catch_up_rows
-    from mlops.training.window import inherited_change
+    from mlops.training.change import inherited_change
 
     recorded = Change(index=3000, rows_after=1500, loss_before=0.1, loss_after=0.9, z=8.0)
     manifest = {**MANIFEST, "window": {"rows": "window", "change": recorded.to_dict()}}
