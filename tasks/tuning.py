@@ -103,7 +103,7 @@ def run_trial(
         return None
     opened = tuning.open_study(study.storage, study.name, seed=study.seed + index)
     train, val = pd.read_parquet(data.train_uri), pd.read_parquet(data.val_uri)
-    result = tuning.run_trial(opened, train, val, contract, base)
+    result = tuning.run_trial(opened, train, val, contract, base, storage=study.storage)
     get_run_logger().info(
         "trial %d %s: %s %s in %.1f s", result.number, result.state, tuning.MONITOR,
         "-" if result.value is None else f"{result.value:.5f}", result.seconds,

@@ -9,8 +9,11 @@ same loss early stopping watches; the holdout is left to the release path.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -146,6 +149,26 @@ def open_study(storage: str, study_name: str, *, seed: int = 42) -> optuna.Study
     )
 
 
+@contextmanager
+def asking(storage: str | None) -> Iterator[None]:
+    """Hold an exclusive lock on a SQLite study's file while a trial is asked for.
+
+    SQLite has no SELECT ... FOR UPDATE, so two processes asking at once can both pop the same
+    enqueued trial (the search's first, the given hyperparameters): both train it, and the
+    second one's result is refused ("Cannot tell a COMPLETE trial"). Server databases lock the
+    trial's row themselves, and other storages need nothing here.
+    """
+    if storage is None or not storage.startswith("sqlite:///"):
+        yield
+        return
+    with open(storage.removeprefix("sqlite:///") + ".ask-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @dataclass(frozen=True)
 class TrialResult:
     """What one trial ended as."""
@@ -166,12 +189,16 @@ def run_trial(
     contract: Contract,
     base: TrainParams,
     space: SearchSpace = DEFAULT_SPACE,
+    *,
+    storage: str | None = None,
 ) -> TrialResult:
     """Ask the study for parameters, train on `train` with pruning on `val`, tell the result.
 
     A pruned trial is told PRUNED; a trial whose training raises is told FAIL, then re-raised.
+    `storage`, the study's URL, serialises the asking where the database cannot (`asking`).
     """
-    trial = study.ask()
+    with asking(storage):
+        trial = study.ask()
     params = suggest(trial, dataclasses.replace(base, refit=False), space)
     started = time.perf_counter()
     splits = Splits(train, val, val.iloc[:0])  # trials never see the holdout

@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import dataclasses
 import itertools
+import multiprocessing
 import re
 import xml.etree.ElementTree as ET
+from typing import Any
 
 import optuna
 import pytest
@@ -14,6 +16,7 @@ import pytest
 from mlops.training.train import TrainParams, split_by_time
 from mlops.training.tuning import (
     DEFAULT_SPACE,
+    asking,
     count_states,
     enqueue_base,
     open_study,
@@ -174,3 +177,32 @@ def test_the_report_has_no_importances_under_two_complete_trials() -> None:
     assert len(_decoded_svgs(markdown)) == 1
     ET.fromstring(importance_svg({}))
     ET.fromstring(history_svg(_study([])))
+
+
+def _ask_once(storage: str, start: Any, out: Any) -> None:
+    """In a process of its own: open the study, wait for the others, ask for one trial."""
+    study = open_study(storage, "race")
+    start.wait()
+    with asking(storage):
+        trial = study.ask()
+    out.put(trial.number)
+
+
+def test_parallel_processes_asking_a_sqlite_study_never_share_its_enqueued_trial(tmp_path) -> None:
+    # SQLite cannot lock the enqueued trial's row: without `asking`, two processes starting
+    # together may both pop it, train it twice, and the second tell is refused.
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    assert enqueue_base(open_study(storage, "race"), TrainParams())
+    context = multiprocessing.get_context("fork")
+    start, out = context.Barrier(6), context.Queue()
+    workers = [context.Process(target=_ask_once, args=(storage, start, out)) for _ in range(6)]
+    for worker in workers:
+        worker.start()
+    asked = [out.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+
+    assert sorted(asked) == list(range(6))  # the enqueued trial 0 was popped once
+    trials = open_study(storage, "race").get_trials()
+    assert sum("fixed_params" in t.system_attrs for t in trials) == 1
+    assert (tmp_path / "optuna.db.ask-lock").exists()
