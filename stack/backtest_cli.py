@@ -47,6 +47,10 @@ def backtest(
     ] = None,
     max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs per training.")] = 25,
     accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
+    recency_half_life: Annotated[
+        float | None,
+        typer.Option(help="Recency weights: half-life as a share of the rows learned (e.g. 1)."),
+    ] = None,
     drift_share: Annotated[float, typer.Option(help="triggered: share of features.")] = 0.15,
     consecutive_windows: Annotated[int, typer.Option(help="triggered: batches in a row.")] = 2,
     max_metric_drop: Annotated[float, typer.Option(help="triggered: allowed metric drop.")] = 0.05,
@@ -82,7 +86,8 @@ def backtest(
     try:
         runner, specs = build_backtest(
             frame, spec, initial=first, batch=size, policies=policies,
-            params=TrainParams(max_epochs=max_epochs, accelerator=accelerator),
+            params=TrainParams(max_epochs=max_epochs, accelerator=accelerator,
+                               recency_half_life=recency_half_life),
             work_dir=local_dir(settings, "backtests") / model_name,
             cache_dir=Path(cache_dir) if cache_dir else local_dir(settings, "cache/backtest"),
             model_name=model_name, data_uri=data_uri, train_window_rows=train_window_rows,

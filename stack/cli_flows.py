@@ -44,6 +44,10 @@ def train(
     ] = None,
     max_epochs: Annotated[int, typer.Option(help="Upper bound on epochs.")] = 25,
     accelerator: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
+    recency_half_life: Annotated[
+        float | None,
+        typer.Option(help="Recency weights: half-life as a share of the rows learned (e.g. 1)."),
+    ] = None,
     holdout_fraction: Annotated[
         float, typer.Option(help="Newest share of rows held out to evaluate and gate.")
     ] = 0.15,
@@ -81,8 +85,9 @@ def train(
         last=None if span is None else span.duration,
     )
     training = TrainParams(
-        max_epochs=max_epochs, accelerator=accelerator, holdout_fraction=holdout_fraction
-    )
+        max_epochs=max_epochs, accelerator=accelerator, holdout_fraction=holdout_fraction,
+        recency_half_life=recency_half_life,
+    )  # fmt: skip
     gate = GateSpec(floor=floor, max_regression=max_regression)
     result = run_flow(
         ctx, train_model_flow, model_name=model_name, data=data, training=training, gate=gate

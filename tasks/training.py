@@ -76,7 +76,7 @@ def fit_model(
         table=fitted.splits.describe(contract.timestamp_column),
         description="Time-ordered splits (holdout is the newest)",
     )
-    if change is not None:
+    if change is not None or "recency" in fitted.choice:
         create_markdown_artifact(key="training-window", markdown=_window_markdown(fitted.choice))
     get_run_logger().info(
         "trained on %s: %d epochs (best %d, val loss %.4f) in %.1f s, on %s",
@@ -85,32 +85,62 @@ def fit_model(
         model.best_epoch,
         model.best_val_loss,
         model.seconds,
-        "the rows since the change" if fitted.choice["rows"] == "since change" else "the window",
+        _learned(fitted.choice),
     )
     return fitted
 
 
+def _learned(choice: dict[str, Any]) -> str:
+    rows = "the rows since the change" if choice["rows"] == "since change" else "the window"
+    weighted = (choice.get("recency") or {}).get("kept")
+    return f"{rows}, weighted by recency" if weighted else rows
+
+
 def _window_markdown(choice: dict[str, Any]) -> str:
-    change = choice["change"]
-    kept = choice["rows"] == "since change"
-    found = (
-        "No new step in the champion's loss; the change it was itself trained across (its "
-        f"predecessor's loss stepped up from {change['loss_before']} to {change['loss_after']}) "
-        if change.get("inherited")
-        else f"The champion's mean per-row loss stepped up from {change['loss_before']} to "
-        f"{change['loss_after']} ({change['z']} standard errors), "
+    """Say which rows the model learned and how they were weighed, and why."""
+    lines = ["# Training window", ""]
+    change, recency = choice.get("change"), choice.get("recency")
+    if change is not None:
+        found = (
+            "No new step in the champion's loss; the change it was itself trained across (its "
+            f"predecessor's loss stepped up from {change['loss_before']} to "
+            f"{change['loss_after']}) "
+            if change.get("inherited")
+            else f"The champion's mean per-row loss stepped up from {change['loss_before']} to "
+            f"{change['loss_after']} ({change['z']} standard errors), "
+        )
+        lines += [f"{found}{change['rows_after']} rows before the window's end.", ""]
+    rows = (
+        "the rows before the change and the training rows after it"
+        if change
+        else ("the training rows")
     )
-    return "\n".join([
-        "# Training window after a change of concept", "",
-        f"{found}{change['rows_after']} rows before the window's end.", "",
-        "| model | learned |", "|---|---|",
-        "| whole window | the rows before the change and the training rows after it |",
-        "| since change | the training rows after the change only |", "",
-        f"On the {choice['validation_rows']} validation rows after the change, the second beat the "
-        f"first by {choice['recent_better_z']} standard errors of the paired loss difference "
-        f"(needed: 2): **{'since change' if kept else 'whole window'}** is kept; the gate's "
-        "holdout is the newest rows after the change either way.",
-    ])  # fmt: skip
+    lines += ["| model | learned | paired z vs whole window | kept |", "|---|---|---|---|",
+              f"| whole window | {rows} | - | {_kept(choice, 'window', recency)} |"]  # fmt: skip
+    if change is not None:
+        lines.append(
+            "| since change | the training rows after the change only | "
+            f"{choice['recent_better_z']} | {'yes' if choice['rows'] == 'since change' else 'no'} |"
+        )
+    if recency is not None:
+        lines.append(
+            f"| whole window, recency-weighted | {rows}, a row's weight halving every "
+            f"{recency['half_life']:g} of them back from the newest | {recency['better_z']} | "
+            f"{'yes' if recency['kept'] else 'no'} |"
+        )
+    validation = choice.get("validation_rows") or (recency or {}).get("validation_rows")
+    lines += ["", f"z: how many standard errors of the paired per-row loss difference on the "
+              f"{validation} newest validation rows an alternative beat the whole window's model "
+              "by; an alternative is kept from 2 (the rows since a change first, then the "
+              "weighted window)."]  # fmt: skip
+    if change is not None:
+        lines.append("The gate's holdout is the newest rows after the change either way.")
+    return "\n".join(lines)
+
+
+def _kept(choice: dict[str, Any], rows: str, recency: dict[str, Any] | None) -> str:
+    weighted = recency is not None and recency["kept"]
+    return "yes" if choice["rows"] == rows and not weighted else "no"
 
 
 @task(name="refit-model", cache_policy=NO_CACHE)

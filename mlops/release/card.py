@@ -99,6 +99,7 @@ def render_model_card(manifest: dict[str, Any], *, version: str = "(unregistered
         f"data fingerprint `{str(data.get('fingerprint'))[:16]}`",
         f"- Trained on **{training['device']}**: {training['epochs']} epochs "
         f"(best {training['best_epoch']}) in {training['seconds']} s",
+        *_recency_line(manifest.get("parameters") or {}),
         *_refit_line(manifest.get("refit")),
         *_window_line(manifest.get("window")),
         f"- Code: {manifest['code'].get('git_sha')} (dirty: {manifest['code'].get('dirty')})",
@@ -131,6 +132,16 @@ def render_model_card(manifest: dict[str, Any], *, version: str = "(unregistered
     return "\n".join(lines)
 
 
+def _recency_line(parameters: dict[str, Any]) -> list[str]:
+    half_life = parameters.get("recency_half_life")
+    if not half_life:
+        return []
+    return [
+        f"- Recency weights: a row weighs half as much for every {half_life:g} of the rows learned "
+        f"it is older than the newest (the oldest weighs {0.5 ** (1 / half_life):.3g})"
+    ]
+
+
 def _refit_line(refit: dict[str, Any] | None) -> list[str]:
     if not refit:
         return []
@@ -154,6 +165,8 @@ def _window_line(window: dict[str, Any] | None) -> list[str]:
         lines.append(f"- Holdout: {window['holdout']}.")
     if "gated" in window:
         lines.append(f"- Gated and measured as {window['gated']}.")
+    if "recency" in window:
+        lines.append(_recency_choice_line(window["recency"]))
     if "change" not in window:
         return lines
     change = window["change"]
@@ -170,6 +183,15 @@ def _window_line(window: dict[str, Any] | None) -> list[str]:
         f"{window['recent_better_z']} on {window['validation_rows']} validation rows)",
         *lines,
     ]
+
+
+def _recency_choice_line(recency: dict[str, Any]) -> str:
+    return (
+        f"- Recency-weighted alternative (half-life {recency['half_life']:g} of the rows "
+        f"learned): paired z {recency['better_z']} against unweighted on "
+        f"{recency['validation_rows']} validation rows; "
+        + ("kept." if recency["kept"] else "not kept (needed: 2).")
+    )
 
 
 def _threshold_line(manifest: dict[str, Any]) -> list[str]:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 TIMEOUT_S = 6 * 3600.0  # a whole process group that runs longer than this is stopped
-Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
+Arrays = tuple[np.ndarray, ...]  # numeric, categorical, target[, row weights]
 
 
 class DistributedTrainingError(RuntimeError):

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.data import DataLoader, RandomSampler, Sampler, SequentialSampler, TensorDataset
 
 from mlops.training.network import TabularNet
+
+ROW_LOSS: dict[str, Callable[..., torch.Tensor]] = {  # per row, for weighted batches (as loss_fn)
+    "binary": F.binary_cross_entropy_with_logits,
+    "multiclass": F.cross_entropy,
+    "regression": F.mse_loss,
+}
 
 
 class TabularModel(pl.LightningModule):
@@ -48,12 +55,15 @@ class TabularModel(pl.LightningModule):
         return self.net(numeric, categorical)
 
     def batch_loss(self, batch: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Return the mean loss over a batch of (numeric, categorical, target) tensors."""
-        numeric, categorical, y = batch
+        """Return the mean loss over a batch of (numeric, categorical, target) tensors, weighted
+        by a fourth tensor of row weights when the batch has one (recency weights)."""
+        numeric, categorical, y, *weights = batch
         raw = self(numeric, categorical)
-        if self.task == "multiclass":
-            return self.loss_fn(raw, y)
-        return self.loss_fn(raw[:, 0], y)
+        out = raw if self.task == "multiclass" else raw[:, 0]
+        if not weights:
+            return self.loss_fn(out, y)
+        rows = ROW_LOSS[self.task](out, y, reduction="none")
+        return (rows * weights[0]).sum() / weights[0].sum()
 
     def on_train_epoch_start(self) -> None:
         self._step_losses.clear()
@@ -89,13 +99,14 @@ class TabularModel(pl.LightningModule):
 class TabularDataModule(pl.LightningDataModule):
     """Serve already-encoded train and validation arrays as tensors, one gather per batch.
 
-    Without validation arrays (a refit on every row) it serves no validation batches.
+    Without validation arrays (a refit on every row) it serves no validation batches. Train
+    arrays may carry a fourth, the rows' weights (`TabularModel.batch_loss`).
     """
 
     def __init__(
         self,
-        train: tuple[np.ndarray, np.ndarray, np.ndarray],
-        val: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+        train: tuple[np.ndarray, ...],
+        val: tuple[np.ndarray, ...] | None,
         batch_size: int = 512,
         seed: int = 0,
     ) -> None:
@@ -148,7 +159,7 @@ class IndexBatches(Sampler[torch.Tensor]):
         yield from torch.from_numpy(order).split(self.batch_size)
 
 
-def _tensors(arrays: tuple[np.ndarray, np.ndarray, np.ndarray]) -> TensorDataset:
+def _tensors(arrays: tuple[np.ndarray, ...]) -> TensorDataset:
     return TensorDataset(*(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays))
 
 

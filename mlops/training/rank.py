@@ -69,7 +69,7 @@ def run_rank(job: Path) -> None:
         spec = pickle.load(f)
     params, epochs = spec["params"], spec["epochs"]
     with np.load(job / "arrays.npz") as saved:
-        train: Arrays = (saved["train_0"], saved["train_1"], saved["train_2"])
+        train: Arrays = tuple(saved[f"train_{i}"] for i in range(4) if f"train_{i}" in saved)
         val: Arrays | None = (
             (saved["val_0"], saved["val_1"], saved["val_2"]) if "val_0" in saved else None
         )

@@ -75,6 +75,20 @@ class TrainParams:
         "holdout included) for the epochs early stopping chose, and serve that model: it has "
         "learned the newest rows. Holdout metrics and the gate use the model before the refit.",
     )
+    recency_half_life: float | None = Field(
+        None,
+        gt=0,
+        description="Weigh training rows by recency: a row older than the newest by this share "
+        "of the rows learned weighs half as much (1: the oldest row weighs half the newest). "
+        "Empty: every row weighs the same, or see adapt_recency. Validation, holdout and the "
+        "gate are unweighted.",
+    )
+    adapt_recency: bool = Field(
+        True,
+        description="Without recency_half_life: also train with recency weights (half-life a "
+        "quarter of the rows learned) and keep that model when it beats the unweighted one on "
+        "the newest validation rows by two standard errors.",
+    )
     adapt_window: bool = Field(
         True,
         description="When the champion's per-row loss steps up inside the window (a change of "
@@ -149,6 +163,28 @@ def _arrays(
     return num, cat, encode_target(frame[target], prep.target)
 
 
+def recency_weights(n_rows: int, half_life: float) -> np.ndarray:
+    """Return the weights of `n_rows` time-ordered rows, newest last: 2^(-age / half-life).
+
+    A row's age is its distance from the newest row as a share of `n_rows`, so the half-life
+    means the same for a window of 2,000 rows as for one of 2 million.
+    """
+    if half_life <= 0:
+        raise ValueError(f"half_life must be > 0, got {half_life}")
+    age = (n_rows - 1 - np.arange(n_rows)) / max(n_rows, 1)
+    return np.exp2(-age / half_life).astype(np.float32)
+
+
+def _learned_arrays(
+    frame: pd.DataFrame, prep: Preprocessor, target: str, params: TrainParams
+) -> tuple[np.ndarray, ...]:
+    """Encode the rows a model learns, with their recency weights when `params` ask for them."""
+    arrays = _arrays(frame, prep, target)
+    if params.recency_half_life is None:
+        return arrays
+    return (*arrays, recency_weights(len(frame), params.recency_half_life))
+
+
 def train_model(
     splits: Splits,
     contract: Contract,
@@ -218,7 +254,7 @@ def _train_in_process_group(
 ) -> TrainedModel:
     """Train on `params.devices` devices in a torchrun process group (threshold not tuned)."""
     target = contract.target.name
-    arrays = _arrays(splits.train, prep, target), _arrays(splits.val, prep, target)
+    arrays = _learned_arrays(splits.train, prep, target, params), _arrays(splits.val, prep, target)
     started = time.perf_counter()
     fit = fit_in_process_group(contract.task, prep, params, *arrays)
     seconds = time.perf_counter() - started
@@ -275,7 +311,7 @@ def refit_model(
         rows, contract, max_vocab=params.max_vocab, min_count=params.min_category_count
     )
     module = build_module(contract.task, prep, params)
-    arrays = _arrays(rows, prep, contract.target.name)
+    arrays = _learned_arrays(rows, prep, contract.target.name, params)
     epochs = max(model.best_epoch + 1, 1)  # BestWeights counts epochs from 0
     if uses_process_group(params):
         started = time.perf_counter()
@@ -325,7 +361,7 @@ def build_datamodule(
 ) -> TabularDataModule:
     """Return the encoded train and validation splits, shuffled with the run's seed."""
     return TabularDataModule(
-        _arrays(splits.train, prep, target),
+        _learned_arrays(splits.train, prep, target, params),
         _arrays(splits.val, prep, target),
         batch_size=params.batch_size,
         seed=params.seed,

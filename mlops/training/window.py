@@ -1,11 +1,14 @@
-"""Which rows to learn after a change of concept, and which rows a fair gate holds out.
+"""Which rows to learn and how to weigh them, and which rows a fair gate holds out.
 
 The rows before a change (`mlops.training.change`) may help (more rows of a concept that barely
 moved) or hurt (a concept that turned around); no fixed window length is right for both. So when
 the step is clear, two models are trained, on the whole window and on the rows since the change,
 and the newest rows after the change decide between them by a paired test on the same per-row
-loss. Nothing here depends on a dataset's size or columns: the thresholds are in standard errors,
-and the one row count is what a training split of its own needs.
+loss. A source that moves steadily (a trend no feature explains) has no step to find, but its old
+rows still teach a stale answer: so a model that weighs the rows by recency is weighed against the
+unweighted one the same way. Nothing here depends on a dataset's size or columns: the thresholds
+are in standard errors, the half-life is a share of the rows learned, and the one row count is
+what a training split of its own needs.
 """
 
 from __future__ import annotations
@@ -36,6 +39,12 @@ CHOICE_Z = 2.0
 # The gate compares a challenger and a champion on the holdout rows the champion never learned
 # when they are at least this share of the usual holdout (fewer say too little to judge on).
 MIN_UNSEEN_SHARE = 0.25
+# The recency-weighted alternative halves a row's weight every quarter of the rows learned: the
+# newest quarter carries about half the weight (0.53), the oldest row 1/16. Stronger weighting
+# would leave too few effective rows to beat the unweighted model on data that does not move
+# (effective sample 64% of the rows here); weaker would barely move a model off the window's
+# average (half-life 1: the weighted mean age of the rows falls from 0.50 to 0.44 of the window).
+RECENCY_HALF_LIFE = 0.25
 
 
 @dataclass(frozen=True)
@@ -116,14 +125,16 @@ def fit_window(
     *,
     learned: int = 0,
 ) -> WindowFit:
-    """Train on a time-ordered window, choosing between all its rows and those since `change`.
+    """Train on a time-ordered window: all its rows, those since `change`, or all weighted.
 
     Without a change: the window split so that the champion, which learned its first `learned`
     rows, is gated on rows new to it (`split_for_gate`). With one, the rows since the change
     are split by time; one model learns the rows before the change plus that split's training
     rows, the other only the latter; both are validated on the same newest rows, and the gate's
     holdout is the newest of the rows since the change either way, so that the champion is
-    judged on the current concept.
+    judged on the current concept. Unless the rows since the change won, a recency-weighted model
+    of the whole window is weighed against the unweighted one on the same validation rows
+    (`adapt_recency`).
     """
     fractions = {"val_fraction": params.val_fraction, "holdout_fraction": params.holdout_fraction}
     if change is None:
@@ -132,6 +143,11 @@ def fit_window(
         if len(splits.holdout) != round(len(rows) * params.holdout_fraction):
             choice["holdout"] = f"the {len(splits.holdout)} rows newer than the champion's data"
         model = train_model(splits, contract, params)
+        weighted = _weighted(splits, contract, params)
+        if weighted is not None:
+            z = _better_z(model, weighted, splits.val, contract)
+            choice["recency"] = _recency(z, len(splits.val))
+            model = weighted if choice["recency"]["kept"] else model
         if len(choice) > 1:
             model = replace(model, window=choice)
         return _for_gate(WindowFit(model, splits, rows, choice), learned)
@@ -142,14 +158,21 @@ def fit_window(
     whole_model = train_model(whole, contract, params)
     recent_model = train_model(recent, contract, params)
     val = recent.val
-    z = paired_z(_val_losses(whole_model, val, contract), _val_losses(recent_model, val, contract))
+    z = _better_z(whole_model, recent_model, val, contract)
     take_recent = z >= CHOICE_Z
     choice = {
         "rows": "since change" if take_recent else "window",
         "change": change.to_dict(),
         "validation_rows": len(val),
-        "recent_better_z": round(z, 3) if np.isfinite(z) else z,
+        "recent_better_z": _rounded(z),
     }
+    # The rows since a clear change learn the new concept alone; where they do not win, the
+    # whole window may still do better with its newest rows weighing more.
+    weighted = None if take_recent else _weighted(whole, contract, params)
+    if weighted is not None:
+        choice["recency"] = _recency(_better_z(whole_model, weighted, val, contract), len(val))
+        if choice["recency"]["kept"]:
+            whole_model = weighted
     log.info(
         "%s %.2f -> %.2f (z %.1f) %d rows before the window's end; "
         "rows since the change alone %s (paired z %.2f on %d validation rows)",
@@ -175,6 +198,35 @@ def _for_gate(fitted: WindowFit, learned: int) -> WindowFit:
     }
     return replace(fitted, model=replace(fitted.model, window=choice), choice=choice,
                    before_holdout=before)  # fmt: skip
+
+
+def _weighted(splits: Splits, contract: Contract, params: TrainParams) -> TrainedModel | None:
+    """Train the recency-weighted alternative, unless weights are fixed or adapting is off."""
+    if not params.adapt_recency or params.recency_half_life is not None:
+        return None
+    model = train_model(splits, contract, replace(params, recency_half_life=RECENCY_HALF_LIFE))
+    log.info("trained the recency-weighted alternative (half-life %.2f of the rows learned)",
+             RECENCY_HALF_LIFE)  # fmt: skip
+    return model
+
+
+def _recency(z: float, validation_rows: int) -> dict[str, Any]:
+    """Describe the recency-weighted alternative: kept when it beats the unweighted model by
+    `CHOICE_Z` standard errors."""
+    kept = bool(z >= CHOICE_Z)
+    log.info("recency weights %s (paired z %.2f on %d validation rows)",
+             "win" if kept else "do not win", z, validation_rows)  # fmt: skip
+    return {"half_life": RECENCY_HALF_LIFE, "better_z": _rounded(z),
+            "validation_rows": validation_rows, "kept": kept}  # fmt: skip
+
+
+def _better_z(base: TrainedModel, other: TrainedModel, val: pd.DataFrame, c: Contract) -> float:
+    """How many standard errors `other`'s mean loss on `val` is below `base`'s (paired)."""
+    return paired_z(_val_losses(base, val, c), _val_losses(other, val, c))
+
+
+def _rounded(z: float) -> float:
+    return round(z, 3) if np.isfinite(z) else z
 
 
 def _val_losses(model: TrainedModel, val: pd.DataFrame, contract: Contract) -> np.ndarray:

@@ -86,6 +86,17 @@ def make_frame(task: str, n: int, *, seed: int = 0, start: str = "2026-01-01") -
     return frame
 
 
+STEP = 60.0  # how far `stepped_frame`'s target level moves half way through
+
+
+def stepped_frame(n: int = 3000) -> pd.DataFrame:
+    """Regression rows whose level steps up by `STEP` half way, with nothing in the features
+    telling when: a model can only learn an average level, weighted as its loss weighs rows."""
+    frame = make_frame("regression", n, seed=4)
+    frame["label"] = frame["label"] + np.where(np.arange(n) < n // 2, 0.0, STEP)
+    return frame
+
+
 def target_from_score(task: str, z: np.ndarray) -> Any:
     """Turn a latent score into a binary, multiclass or regression target."""
     if task == "binary":

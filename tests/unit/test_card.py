@@ -146,3 +146,13 @@ def test_model_card_prefers_the_registered_version_and_omits_empty_slices(
 
     assert card.startswith("# Model card: synthetic-binary v2")
     assert "## Slices" not in card
+
+
+def test_model_card_says_how_rows_were_weighed_by_recency(manifest: dict[str, Any]) -> None:
+    assert "Recency weights" not in render_model_card(manifest)  # unweighted by default
+    weighted = {**manifest, "parameters": {**manifest["parameters"], "recency_half_life": 0.5}}
+
+    assert (
+        "- Recency weights: a row weighs half as much for every 0.5 of the rows learned it is "
+        "older than the newest (the oldest weighs 0.25)" in render_model_card(weighted)
+    )

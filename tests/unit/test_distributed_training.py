@@ -20,15 +20,17 @@ from mlops.training.features import encode_features, encode_target, fit_preproce
 from mlops.training.train import (
     TrainParams,
     evaluate_model,
+    predict_torch,
     refit_model,
     split_by_time,
     train_model,
     uses_process_group,
 )
 from tasks.training import GPU_LIMIT, gpu_slot
-from tests.support.synthetic import FAST, make_contract, make_frame
+from tests.support.synthetic import FAST, STEP, make_contract, make_frame, stepped_frame
 
 PARAMS = dataclasses.replace(FAST, max_epochs=10, patience=3)
+STEPPED = dataclasses.replace(FAST, max_epochs=12, patience=12, learning_rate=0.01)
 
 
 @pytest.mark.slow
@@ -104,6 +106,24 @@ def test_a_refit_on_two_ranks_learns_every_row_for_the_chosen_epochs() -> None:
     assert refitted.refit_rows == len(frame) and refitted.refit_epochs == model.best_epoch + 1
     assert refitted.module is not model.module
     assert evaluate_model(refitted, contract, splits.holdout)[0]["roc_auc"] > 0.8
+
+
+@pytest.mark.slow
+def test_two_ranks_weigh_the_rows_by_recency_as_one_process_does() -> None:
+    # The weights travel to the ranks with the rows they weigh (a fourth train array).
+    contract, frame = make_contract("regression"), stepped_frame()
+    model = train_model(split_by_time(frame), contract, STEPPED)
+    newest = frame.iloc[-500:]
+
+    def bias(params: TrainParams) -> float:
+        refitted = refit_model(dataclasses.replace(model, params=params), frame, contract)
+        return float((predict_torch(refitted, newest) - newest["label"]).mean())
+
+    plain = bias(STEPPED)
+    weighted = bias(dataclasses.replace(STEPPED, recency_half_life=0.1, devices=2))
+
+    assert plain < -0.25 * STEP
+    assert abs(weighted) < 0.5 * abs(plain)
 
 
 @pytest.mark.slow
