@@ -6,6 +6,7 @@ as many as the first model had. bench/loop_criteria.py judges each backtest agai
 history's generator knows: which batches are stable, which arrive from a broken feed.
 
     python -m bench.loop [--quick] [--scenarios simulator,stable] [--reports DIR] [--cache DIR]
+                         [--training recency_half_life=1.0 ...]
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +39,19 @@ BATCH_KEYS = (
 )  # fmt: skip
 
 
-def cpu_training() -> TrainParams:
-    """The default training, on CPU."""
-    options: dict[str, Any] = {"accelerator": "cpu"}  # the rest defaults (mypy cannot see it)
-    return TrainParams(**options)
+def cpu_training(**overrides: Any) -> TrainParams:
+    """The default training, on CPU, with `overrides` (e.g. recency_half_life=1.0)."""
+    options: dict[str, Any] = {"accelerator": "cpu", **overrides}
+    return TrainParams(**options)  # the rest defaults (mypy cannot see it)
 
 
-def run_scenario(scenario: Scenario, folder: Path, reports: Path | None) -> dict[str, Any]:
+def run_scenario(
+    scenario: Scenario, folder: Path, reports: Path | None, training: TrainParams | None = None
+) -> dict[str, Any]:
     """Replay the scenario under the three policies; return its figures and verdicts."""
     runner, specs = build_backtest(
         scenario.frame, scenario.contract, initial=scenario.initial, batch=scenario.batch,
-        policies=POLICIES, params=cpu_training(),
+        policies=POLICIES, params=training or cpu_training(),
         work_dir=folder / "work" / scenario.name, cache_dir=folder / "cache",
         model_name=scenario.name, data_uri=f"bench.loop:{scenario.name}",
         train_window_rows=scenario.window,
@@ -111,22 +114,27 @@ def _progress(scenario: str, started: float, finished: dict[str, float]) -> Any:
 
 
 def measure(
-    names: list[str], quick: bool, reports: Path | None, cache: Path | None = None
+    names: list[str],
+    quick: bool,
+    reports: Path | None,
+    cache: Path | None = None,
+    training: TrainParams | None = None,
 ) -> dict[str, Any]:
     """Run the named scenarios in one folder (one trainings cache); return figures.
 
     The folder is temporary unless `cache` names one: kept, a rerun trains only what changed.
     """
-    started, scenarios = time.perf_counter(), {}
+    started, scenarios, training = time.perf_counter(), {}, training or cpu_training()
     with tempfile.TemporaryDirectory(prefix="bench-loop-") as temporary:
         folder = cache or Path(temporary)
         for name in names:
-            scenarios[name] = run_scenario(build_scenario(name, quick), folder, reports)
+            scenario = build_scenario(name, quick)
+            scenarios[name] = run_scenario(scenario, folder, reports, training)
     return {
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "quick": quick,
         "policies": POLICIES.split(","),
-        "training": params_dict(cpu_training()),
+        "training": params_dict(training),
         "wall_s": round(time.perf_counter() - started, 1),
         "cache_kept": cache is not None,
         "scenarios": scenarios,
@@ -152,6 +160,10 @@ def main() -> None:
     parser.add_argument(
         "--cache", type=Path, help="keep the trainings here: a rerun trains only what changed"
     )
+    parser.add_argument(
+        "--training", action="append", default=[], metavar="NAME=VALUE",
+        help="a training parameter other than its default (repeatable), e.g. batch_size=128",
+    )  # fmt: skip
     args = parser.parse_args()
     names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
     unknown = sorted(set(names) - set(SCENARIOS))
@@ -159,7 +171,15 @@ def main() -> None:
         parser.error(f"unknown scenarios {unknown}: use some of {', '.join(SCENARIOS)}")
     quiet_telemetry()
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
-    figures = measure(names, args.quick, args.reports, args.cache)
+    overrides = dict(option.partition("=")[::2] for option in args.training)
+    unknown_params = sorted(set(overrides) - {f.name for f in fields(TrainParams)})
+    if unknown_params:
+        parser.error(f"--training: no training parameter {', '.join(unknown_params)}")
+    try:
+        training = cpu_training(**overrides)
+    except ValueError as exc:  # pydantic's validation errors are ValueErrors
+        parser.error(f"--training: {exc}")
+    figures = measure(names, args.quick, args.reports, args.cache, training)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "loop.json").write_text(json.dumps(figures, indent=2, default=str) + "\n")
     (args.out / "loop.md").write_text(markdown(figures))

@@ -82,8 +82,11 @@ def fetch(dataset: Dataset, cache: Path) -> Path:
     return target
 
 
-def replay(dataset: Dataset, csv: Path, folder: Path) -> dict[str, Any]:
-    """Run `mlops backtest` on the dataset with the defaults; return its backtest.json."""
+def replay(
+    dataset: Dataset, csv: Path, folder: Path, options: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Run `mlops backtest` on the dataset with the defaults (and `options`, extra flags of
+    `mlops backtest`); return its backtest.json."""
     out = folder / dataset.name
     env = {**os.environ, "MLOPS_HOME": str(folder / "home")}
     started = time.perf_counter()
@@ -91,7 +94,7 @@ def replay(dataset: Dataset, csv: Path, folder: Path) -> dict[str, Any]:
         [str(Path(sys.executable).parent / "mlops"), "backtest", "--data-uri", str(csv),
          "--contract", str(CONTRACTS / f"{dataset.name}.yaml"), "--model-name", dataset.name,
          "--initial-rows", str(dataset.initial_rows), "--batch-rows", str(dataset.batch_rows),
-         "--policies", POLICIES, "--out", str(out), "--accelerator", "cpu"],
+         "--policies", POLICIES, "--out", str(out), "--accelerator", "cpu", *options],
         check=True, env=env, capture_output=True,
     )  # fmt: skip
     result: dict[str, Any] = json.loads((out / "backtest.json").read_text())
@@ -118,7 +121,7 @@ def markdown(figures: dict[str, Any]) -> str:
         "# The loop on real data",
         "",
         f"Two public drifting datasets replayed with `mlops backtest` under {POLICIES}, with the "
-        f"project's defaults and contracts written from each file's header "
+        f"project's defaults{_options(figures)} and contracts written from each file's header "
         f"(`bench/real_contracts/`), {figures['created_at']}, {figures['wall_s']:.0f} s on CPU. "
         "The files come from the package index at run time (see `bench/real_data.py`). The "
         "criteria are `bench/loop.py`'s (`bench/results/loop.md`).",
@@ -138,16 +141,27 @@ def markdown(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _options(figures: dict[str, Any]) -> str:
+    options = figures.get("options") or []
+    return f" (but `{' '.join(options)}`)" if options else ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "mlops-real")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument(
+        "--recency-half-life", type=float, help="train with recency weights of this half-life"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
-    figures: dict[str, Any] = {"datasets": {}}
+    options: tuple[str, ...] = ()
+    if args.recency_half_life is not None:
+        options = ("--recency-half-life", str(args.recency_half_life))
+    figures: dict[str, Any] = {"datasets": {}, "options": list(options)}
     with tempfile.TemporaryDirectory(prefix="bench-real-") as folder:
         for dataset in DATASETS:
-            result = replay(dataset, fetch(dataset, args.cache), Path(folder))
+            result = replay(dataset, fetch(dataset, args.cache), Path(folder), options)
             figures["datasets"][dataset.name] = judge(result) | {"wall_s": result["wall_s"]}
             for verdict in figures["datasets"][dataset.name]["verdicts"]:
                 print(f"{dataset.name}: {verdict['status']} {verdict['figure']}", flush=True)
