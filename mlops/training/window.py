@@ -142,12 +142,7 @@ def fit_window(
         choice: dict[str, Any] = {"rows": "window"}
         if len(splits.holdout) != round(len(rows) * params.holdout_fraction):
             choice["holdout"] = f"the {len(splits.holdout)} rows newer than the champion's data"
-        model = train_model(splits, contract, params)
-        weighted = _weighted(splits, contract, params)
-        if weighted is not None:
-            z = _better_z(model, weighted, splits.val, contract)
-            choice["recency"] = _recency(z, len(splits.val))
-            model = weighted if choice["recency"]["kept"] else model
+        model = _weigh_recency(train_model(splits, contract, params), splits, contract, choice)
         if len(choice) > 1:
             model = replace(model, window=choice)
         return _for_gate(WindowFit(model, splits, rows, choice), learned)
@@ -168,11 +163,8 @@ def fit_window(
     }
     # The rows since a clear change learn the new concept alone; where they do not win, the
     # whole window may still do better with its newest rows weighing more.
-    weighted = None if take_recent else _weighted(whole, contract, params)
-    if weighted is not None:
-        choice["recency"] = _recency(_better_z(whole_model, weighted, val, contract), len(val))
-        if choice["recency"]["kept"]:
-            whole_model = weighted
+    if not take_recent:
+        whole_model = _weigh_recency(whole_model, whole, contract, choice)
     log.info(
         "%s %.2f -> %.2f (z %.1f) %d rows before the window's end; "
         "rows since the change alone %s (paired z %.2f on %d validation rows)",
@@ -200,24 +192,25 @@ def _for_gate(fitted: WindowFit, learned: int) -> WindowFit:
                    before_holdout=before)  # fmt: skip
 
 
-def _weighted(splits: Splits, contract: Contract, params: TrainParams) -> TrainedModel | None:
-    """Train the recency-weighted alternative, unless weights are fixed or adapting is off."""
+def _weigh_recency(
+    model: TrainedModel, splits: Splits, contract: Contract, choice: dict[str, Any]
+) -> TrainedModel:
+    """Train the recency-weighted alternative to `model` on the same splits and return the one
+    to keep: the alternative when it beats `model` on the validation rows by `CHOICE_Z` standard
+    errors. Records the comparison in `choice["recency"]`; nothing is trained when the weights
+    are fixed or adapting is off."""
+    params = model.params
     if not params.adapt_recency or params.recency_half_life is not None:
-        return None
-    model = train_model(splits, contract, replace(params, recency_half_life=RECENCY_HALF_LIFE))
-    log.info("trained the recency-weighted alternative (half-life %.2f of the rows learned)",
-             RECENCY_HALF_LIFE)  # fmt: skip
-    return model
-
-
-def _recency(z: float, validation_rows: int) -> dict[str, Any]:
-    """Describe the recency-weighted alternative: kept when it beats the unweighted model by
-    `CHOICE_Z` standard errors."""
+        return model
+    weighted = train_model(splits, contract, replace(params, recency_half_life=RECENCY_HALF_LIFE))
+    z = _better_z(model, weighted, splits.val, contract)
     kept = bool(z >= CHOICE_Z)
-    log.info("recency weights %s (paired z %.2f on %d validation rows)",
-             "win" if kept else "do not win", z, validation_rows)  # fmt: skip
-    return {"half_life": RECENCY_HALF_LIFE, "better_z": _rounded(z),
-            "validation_rows": validation_rows, "kept": kept}  # fmt: skip
+    log.info("recency weights (half-life %.2f of the rows learned) %s (paired z %.2f on %d "
+             "validation rows)", RECENCY_HALF_LIFE, "win" if kept else "do not win", z,
+             len(splits.val))  # fmt: skip
+    choice["recency"] = {"half_life": RECENCY_HALF_LIFE, "better_z": _rounded(z),
+                         "validation_rows": len(splits.val), "kept": kept}  # fmt: skip
+    return weighted if kept else model
 
 
 def _better_z(base: TrainedModel, other: TrainedModel, val: pd.DataFrame, c: Contract) -> float:
