@@ -20,15 +20,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from mlops.contract.spec import Contract
+from mlops.training.assembly import build_datamodule, build_module, build_trainer
 from mlops.training.features import Preprocessor
 from mlops.training.model import BestWeights, TabularDataModule, TabularModel
-from mlops.training.train import (
-    Splits,
-    TrainParams,
-    build_datamodule,
-    build_module,
-    build_trainer,
-)
+from mlops.training.train import Splits, TrainParams
 
 NAMES = {
     "before": "previous Lightning path (row-wise DataLoader, loss logged every step)",

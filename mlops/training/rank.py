@@ -18,9 +18,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, TensorDataset
 
+from mlops.training.assembly import build_module, build_trainer, describe_device
 from mlops.training.distributed import Arrays
 from mlops.training.model import BestWeights, TabularDataModule
-from mlops.training.train import build_module, build_trainer, describe_device
 
 
 class RankBatches(Sampler[torch.Tensor]):

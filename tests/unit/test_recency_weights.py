@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from mlops.release.card import _window_line
+from mlops.training.assembly import recency_weights
 from mlops.training.model import TabularModel
 from mlops.training.train import (
     TrainParams,
     predict_torch,
-    recency_weights,
     refit_model,
     split_by_time,
     train_model,

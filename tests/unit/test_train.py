@@ -12,13 +12,12 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from mlops.contract.spec import Contract
+from mlops.training.assembly import build_datamodule, build_module
 from mlops.training.features import OOV_INDEX, encode_features, encode_target
 from mlops.training.model import TabularDataModule, TabularModel
 from mlops.training.train import (
     TrainedModel,
     TrainParams,
-    build_datamodule,
-    build_module,
     params_dict,
     split_by_time,
     train_model,
