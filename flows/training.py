@@ -4,7 +4,7 @@ register -> gate."""
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -106,12 +106,14 @@ def release_model(
     if params.refit and fitted.before_holdout is not None:  # one that saw what the champion saw
         with gpu_slot(params.accelerator, params.devices):
             gated = refit_model(model, fitted.before_holdout, contract)
-    metrics, slices = evaluate_holdout(gated, contract, splits.holdout)
     gate_rows = splits.holdout
     if params.refit:
         gate_rows = attach_first_outputs(splits.holdout, predict_torch(gated, splits.holdout))
         with gpu_slot(params.accelerator, params.devices):
             model = refit_model(model, fitted.rows, contract)
+        # scored at the cut the refitted model serves with
+        gated = replace(gated, decision_threshold=model.decision_threshold)
+    metrics, slices = evaluate_holdout(gated, contract, splits.holdout)
 
     # 3. Export, verify, describe, register as challenger
     lineage = data_lineage(rows.data_uri, rows.labels_uri, splits, contract, fitted.rows)

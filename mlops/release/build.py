@@ -107,11 +107,13 @@ def build_candidate(
     gated = model
     if params.refit and fitted.before_holdout is not None:
         gated = refit_model(model, fitted.before_holdout, contract)
-    metrics, slices = evaluate_model(gated, contract, splits.holdout)
     gate_rows = splits.holdout
     if params.refit:
         gate_rows = attach_first_outputs(splits.holdout, predict_torch(gated, splits.holdout))
         model = refit_model(model, fitted.rows, contract)
+        # scored at the cut the refitted model serves with
+        gated = dataclasses.replace(gated, decision_threshold=model.decision_threshold)
+    metrics, slices = evaluate_model(gated, contract, splits.holdout)
     lineage = data_lineage(data_uri, None, splits, contract, fitted.rows)
     candidate = prepare_candidate(
         model, contract, splits, workdir=workdir, data=lineage, metrics=metrics,

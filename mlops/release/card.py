@@ -199,6 +199,9 @@ def _threshold_line(manifest: dict[str, Any]) -> list[str]:
         return []
     objective = manifest.get("threshold_objective") or "f1"  # older manifests: F1 argmax
     how = "fixed" if objective.startswith("fixed:") else f"tuned for {objective} on validation"
+    if manifest.get("refit") and objective in ("accuracy", "balanced_accuracy"):
+        anchor = "0.5" if objective == "accuracy" else "the positive rate of the rows learned"
+        how = f"{objective}: a refit serves at {anchor}, its calibrated cut"
     return [f"- Decision threshold: {float(manifest['decision_threshold']):.4f} ({how})"]
 
 

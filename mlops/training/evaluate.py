@@ -68,6 +68,18 @@ def decision_metric(objective: str | None) -> str:
     return "accuracy" if objective.startswith("fixed:") else objective
 
 
+def threshold_anchor(objective: str, train_positive_rate: float) -> float:
+    """Return the cut that maximises a resolved objective for calibrated probabilities.
+
+    0.5 for accuracy, the training positive rate for balanced accuracy (kept within
+    [0.01, 0.99]). F1 has no such cut apart from the data (its best cut is half the best F1), so
+    it anchors at 0.5 here and `choose_threshold` moves it to the middle of its near-optimal cuts.
+    """
+    if objective == "balanced_accuracy":
+        return min(max(train_positive_rate, 0.01), 0.99)
+    return 0.5
+
+
 def choose_threshold(
     y01: np.ndarray, p: np.ndarray, objective: str, *, train_positive_rate: float
 ) -> float:
@@ -84,7 +96,7 @@ def choose_threshold(
     if objective.startswith("fixed:"):
         return float(objective.removeprefix("fixed:"))
     y01, p = np.asarray(y01).astype(bool), np.asarray(p, dtype=np.float64)
-    anchor = min(max(train_positive_rate, 0.01), 0.99) if objective == "balanced_accuracy" else 0.5
+    anchor = threshold_anchor(objective, train_positive_rate)
     if y01.all() or not y01.any():
         return anchor
     cuts, values = _objective_curve(y01, p, objective)

@@ -29,6 +29,7 @@ from mlops.training.evaluate import (
     compute_metrics,
     resolve_objective,
     slice_metrics,
+    threshold_anchor,
 )
 from mlops.training.features import Preprocessor, encode_features, encode_target, fit_preprocessor
 from mlops.training.model import BestWeights, TabularDataModule, TabularModel
@@ -183,17 +184,35 @@ def tune_threshold(model: TrainedModel, splits: Splits, contract: Contract) -> N
     )
 
 
+def refit_threshold(model: TrainedModel, rows: pd.DataFrame, contract: Contract) -> float:
+    """Return the decision threshold `model` serves with once refitted on `rows`.
+
+    A cut tuned for accuracy or balanced accuracy leaves its anchor (`threshold_anchor`) only
+    where the model's probabilities were off on the validation rows, which are the window's
+    newest; the refit learns those rows, so the offset would correct a second time what the
+    refit has already learned. Such a refit serves at the anchor, for the rows it learned. An F1
+    or fixed cut, and a model without a threshold objective, keep `model`'s threshold.
+    """
+    objective = model.threshold_objective
+    if objective not in ("accuracy", "balanced_accuracy"):
+        return model.decision_threshold
+    encoded = encode_target(rows[contract.target.name], model.preprocessor.target)
+    return threshold_anchor(objective, float(np.mean(encoded)))
+
+
 def refit_model(
     model: TrainedModel, rows: pd.DataFrame, contract: Contract, *, progress: bool = False
 ) -> TrainedModel:
     """Retrain on all `rows` for the epochs early stopping chose for `model`; no validation.
 
     The preprocessing is refitted on every row, so categories first seen in the newest rows get
-    indices. The network starts from the same seed and hyperparameters. Everything else (decision
-    threshold, validation loss and history) stays `model`'s: it was measured on rows that the
-    refit then learns, so no figure of the refitted model itself would be honest.
+    indices. The network starts from the same seed and hyperparameters. The decision threshold
+    is `refit_threshold`'s. Everything else (validation loss and history) stays `model`'s: it was
+    measured on rows that the refit then learns, so no figure of the refitted model itself would
+    be honest.
     """
     params = model.params
+    threshold = refit_threshold(model, rows, contract)
     pl.seed_everything(params.seed, workers=True, verbose=False)
     prep = fit_preprocessor(
         rows, contract, max_vocab=params.max_vocab, min_count=params.min_category_count
@@ -208,8 +227,8 @@ def refit_model(
         log.info("refitted on %d rows for %d epochs on %s in %.1fs",
                  len(rows), epochs, fit.describe(), seconds)  # fmt: skip
         return replace(model, preprocessor=prep, module=_loaded(contract.task, prep, params, fit),
-                       device=fit.describe(), refit_rows=len(rows), refit_epochs=epochs,
-                       refit_seconds=seconds)  # fmt: skip
+                       device=fit.describe(), decision_threshold=threshold, refit_rows=len(rows),
+                       refit_epochs=epochs, refit_seconds=seconds)  # fmt: skip
     data = TabularDataModule(arrays, None, batch_size=params.batch_size, seed=params.seed)
     started = time.perf_counter()
     with quiet_libraries():
@@ -222,6 +241,7 @@ def refit_model(
         preprocessor=prep,
         module=module.eval(),
         device=describe_device(str(trainer.strategy.root_device)),
+        decision_threshold=threshold,
         refit_rows=len(rows),
         refit_epochs=epochs,
         refit_seconds=seconds,

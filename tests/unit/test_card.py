@@ -119,6 +119,10 @@ def test_manifest_and_card_record_the_threshold_and_the_objective_it_was_tuned_f
     card = render_model_card(manifest)
     assert f"- Decision threshold: {model.decision_threshold:.4f} (tuned for accuracy" in card
     assert trained("regression")[1].threshold_objective is None
+    refit = render_model_card(
+        {**manifest, "decision_threshold": 0.5, "refit": {"rows": 9, "epochs": 2, "seconds": 1.0}}
+    )
+    assert "- Decision threshold: 0.5000 (accuracy: a refit serves at 0.5, its calibrated" in refit
 
 
 def test_model_card_renders_metrics_slices_lineage_and_verification(

@@ -15,7 +15,12 @@ from mlops.inference.scoring import predict_onnx, score_onnx
 from mlops.monitoring.profile import column_counts, profile_from_bytes
 from mlops.registry.store import Registry
 from mlops.release.build import build_candidate
-from mlops.release.candidate import Candidate, gate_challenger, register_candidate
+from mlops.release.candidate import (
+    Candidate,
+    challenger_scores,
+    gate_challenger,
+    register_candidate,
+)
 from mlops.release.card import render_model_card
 from mlops.release.gate import GatePolicy
 from mlops.training.features import OOV_INDEX, encode_features
@@ -26,6 +31,7 @@ from mlops.training.train import (
     evaluate_model,
     predict_torch,
     refit_model,
+    refit_threshold,
     split_by_time,
     train_model,
 )
@@ -102,11 +108,46 @@ def test_the_refit_trains_the_chosen_epochs_on_every_row_and_keeps_the_first_run
     assert (refit.refit_rows, refit.refit_epochs) == (len(rows), first.best_epoch + 1)
     assert first.refit_rows is None and first.refit_epochs is None
     assert refit.module is not first.module and refit.preprocessor != first.preprocessor
-    # The decision threshold, validation figures, history, parameters: all the first run's.
-    own = {"preprocessor", "module", "device", "refit_rows", "refit_epochs", "refit_seconds"}
+    # The validation figures, history, parameters, threshold objective: all the first run's.
+    own = {"preprocessor", "module", "device", "decision_threshold"}
+    own |= {"refit_rows", "refit_epochs", "refit_seconds"}
     kept = [f.name for f in dataclasses.fields(TrainedModel) if f.name not in own]
-    assert "decision_threshold" in kept and "best_val_loss" in kept
+    assert "threshold_objective" in kept and "best_val_loss" in kept
     assert {k: getattr(refit, k) for k in kept} == {k: getattr(first, k) for k in kept}
+
+
+@pytest.mark.parametrize(
+    ("objective", "served"),
+    [("accuracy", 0.5), ("balanced_accuracy", "rate"), ("f1", 0.62), ("fixed:0.62", 0.62),
+     (None, 0.62)],
+)  # fmt: skip
+def test_a_refit_serves_accuracy_objectives_at_their_anchor_and_keeps_other_cuts(
+    flipped: tuple[pd.DataFrame, Splits, TrainedModel, TrainedModel],
+    objective: str | None,
+    served: float | str,
+) -> None:
+    """The offset of a cut tuned for accuracy was evidence about the model before the refit."""
+    rows, _, first, _ = flipped
+    tuned = dataclasses.replace(first, threshold_objective=objective, decision_threshold=0.62)
+    some = rows[rows["x"] > -1]  # a subset with more positives
+    assert abs(float(rows["label"].mean()) - float(some["label"].mean())) > 0.05
+
+    for learned in (rows, some):  # the positive rate of the rows the refit learns
+        expected = float(learned["label"].mean()) if served == "rate" else served
+        assert refit_threshold(tuned, learned, FLIP) == pytest.approx(expected)
+
+
+def test_refit_model_takes_the_threshold_of_the_rows_it_learns(
+    flipped: tuple[pd.DataFrame, Splits, TrainedModel, TrainedModel],
+) -> None:
+    rows, _, first, refit = flipped
+    moved = dataclasses.replace(first, decision_threshold=0.62)
+
+    assert first.threshold_objective == "accuracy"  # auto on balanced classes
+    assert refit.decision_threshold == 0.5
+    assert refit_model(moved, rows, FLIP).decision_threshold == 0.5
+    fixed = dataclasses.replace(moved, threshold_objective="fixed:0.62")
+    assert refit_model(fixed, rows, FLIP).decision_threshold == 0.62
 
 
 def test_a_category_seen_only_in_the_holdout_gets_its_own_index_after_the_refit(
@@ -164,8 +205,14 @@ def test_a_refit_candidate_reports_the_first_models_holdout_metrics_and_says_so(
         "seconds": round(model.refit_seconds, 2),
         "metrics_from": "the model before the refit, on a holdout the refit then learned",
     }
-    metrics, slices = evaluate_model(first, contract, splits.holdout)
+    # Scored at the cut the refitted model serves with: 0.5 for `auto` on balanced classes,
+    # where the first model's cut was tuned to 0.45 on its validation rows.
+    assert model.threshold_objective == "accuracy" and model.decision_threshold == 0.5
+    assert abs(first.decision_threshold - 0.5) > 0.01
+    served = dataclasses.replace(first, decision_threshold=model.decision_threshold)
+    metrics, slices = evaluate_model(served, contract, splits.holdout)
     assert manifest["metrics"] == metrics and manifest["slice_metrics"] == slices
+    assert manifest["decision_threshold"] == 0.5
     assert evaluate_model(model, contract, splits.holdout)[0] != metrics  # it learned them
     assert "Refitted on all 1200 rows (holdout included)" in render_model_card(manifest)
 
@@ -209,6 +256,9 @@ def test_the_gate_takes_a_refit_challengers_figure_from_its_manifest_not_its_onn
     decision = outcome.decision
     assert decision.challenger == challenger.manifest["metrics"]["roc_auc"]
     assert decision.challenger != own["roc_auc"]
+    # Its thresholded figures too: the first model's outputs at the cut the manifest serves.
+    scored = challenger_scores(registry, challenger, contract, holdout)
+    assert scored == pytest.approx(challenger.manifest["metrics"], abs=1e-6)
     assert decision.champion == old["roc_auc"]  # the champion is still scored through ONNX
 
 
@@ -222,7 +272,12 @@ def test_without_refit_the_candidate_is_the_first_model_as_before(
 
     assert "refit" not in candidate.manifest and model.refit_rows is None
     assert "Refitted" not in render_model_card(candidate.manifest)
-    assert candidate.manifest["metrics"] == refitted[0].manifest["metrics"]
+    # The same first model: equal probabilistic metrics; the refit serves at 0.5, not the cut
+    # tuned for the first model, so the thresholded ones differ.
+    same, theirs = candidate.manifest["metrics"], refitted[0].manifest["metrics"]
+    probabilistic = ("roc_auc", "pr_auc", "log_loss")
+    assert {k: same[k] for k in probabilistic} == {k: theirs[k] for k in probabilistic}
+    assert candidate.manifest["decision_threshold"] != refitted[0].manifest["decision_threshold"]
     onnx = candidate.onnx_path.read_bytes()
     scored = score_onnx(onnx, candidate.manifest, splits.holdout, contract)
     assert scored == pytest.approx(candidate.manifest["metrics"], abs=1e-3)
