@@ -11,7 +11,7 @@ from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from mlops.data.sources import Window
@@ -24,6 +24,8 @@ from mlops.release.rollout import MIN_LABELLED_ROWS
 
 class DataSpec(BaseModel):
     """Which contract and data to use."""
+
+    model_config = ConfigDict(extra="forbid")
 
     contract: str | None = Field(
         None, description="Path or URL of the data contract YAML (default: MLOPS_CONTRACT)."
@@ -64,7 +66,7 @@ class DataSpec(BaseModel):
         return f"{simulated}/raw", self.labels_uri or f"{simulated}/labels"
 
 
-@pydantic_dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class GateSpec(GatePolicy):
     """What a challenger must clear to become champion."""
 
@@ -83,12 +85,14 @@ class GateSpec(GatePolicy):
 class MonitorWindow(BaseModel):
     """Which served traffic to look at (by time served)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     start: datetime | None = Field(None, description="Window start (default: end - minutes).")
     end: datetime | None = Field(None, description="Window end, exclusive (default: now).")
     minutes: int = Field(60, ge=1, description="Window length when start is not given.")
 
 
-@pydantic_dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class MonitorThresholds(RetrainThresholds):
     """When a performance drop (measured, else estimated) or drift warrants retraining."""
 
@@ -115,6 +119,8 @@ class MonitorThresholds(RetrainThresholds):
 
 class RolloutRules(BaseModel):
     """How monitor-model judges a shadow or canary on trial (see mlops.release.rollout)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     shadow_margin: float = Field(
         0.0,
@@ -150,6 +156,8 @@ class RolloutRules(BaseModel):
 class ReplaySpec(BaseModel):
     """How a backtest cuts the history and which policies it compares."""
 
+    model_config = ConfigDict(extra="forbid")
+
     initial: str = Field(
         "5000", description="Rows (e.g. 5000) or event time (e.g. 90d) the first model trains on."
     )
@@ -166,6 +174,8 @@ class ReplaySpec(BaseModel):
 
 class SearchSpec(BaseModel):
     """How tune-model searches: trials, parallelism, time budget and where the study lives."""
+
+    model_config = ConfigDict(extra="forbid")
 
     n_trials: int = Field(16, ge=1, description="Trials this run adds to the study.")
     parallel: int = Field(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from mlops.training.evaluate import HIGHER_IS_BETTER
@@ -13,7 +13,7 @@ from mlops.training.evaluate import HIGHER_IS_BETTER
 DEFAULT_COOLDOWN = dt.timedelta(hours=24)
 
 
-@pydantic_dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class RetrainThresholds:
     """When drift or a performance drop warrants retraining, and what holds it back.
 
@@ -64,7 +64,7 @@ class RetrainThresholds:
         ]
 
 
-@pydantic_dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class RetrainPolicy(RetrainThresholds):
     """The thresholds, plus the metric the live performance is judged on and the cooldown."""
 

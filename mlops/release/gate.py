@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from mlops.training.evaluate import HIGHER_IS_BETTER, PRIMARY_METRIC, decision_metric, metric_delta
@@ -14,7 +14,7 @@ from mlops.training.evaluate import HIGHER_IS_BETTER, PRIMARY_METRIC, decision_m
 DEFAULT_FLOORS = {"roc_auc": 0.70, "macro_f1": 0.50, "r2": 0.0}
 
 
-@pydantic_dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class GatePolicy:
     """Thresholds a challenger must clear.
 

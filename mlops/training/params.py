@@ -5,15 +5,19 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, ConfigDict, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from mlops.contract.spec import parse_threshold_objective
 
 
-@pydantic_dataclass(frozen=True)
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class TrainParams:
-    """How to train: hyperparameters and split fractions of one training run."""
+    """How to train: hyperparameters and split fractions of one training run.
+
+    Unknown keys are an error, not ignored: a misspelt `max_epoch` in a flow's `training`
+    parameter would otherwise train with the default and say nothing.
+    """
 
     # Also the train-model flow's `training` parameter: its form shows these descriptions.
     max_epochs: int = Field(25, ge=1, le=1000, description="Upper bound on epochs.")
