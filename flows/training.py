@@ -4,7 +4,7 @@ register -> gate."""
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -14,11 +14,10 @@ from prefect.runtime import flow_run
 from flows.parameters import DataSpec, GateSpec
 from mlops.contract.spec import Contract
 from mlops.registry.store import Registry
-from mlops.release.build import champion_learned
-from mlops.release.candidate import attach_first_outputs
+from mlops.release.build import champion_learned, refit_for_release
 from mlops.release.lineage import data_lineage
 from mlops.settings import get_settings
-from mlops.training.train import TrainParams, predict_torch
+from mlops.training.train import TrainedModel, TrainParams
 from tasks.data import load_data, read_contract, set_aside_incidents, validate_data
 from tasks.registry import (
     check_registry_lock,
@@ -101,18 +100,14 @@ def release_model(
     learned = champion_learned(registry, model_name, valid, contract)
     with gpu_slot(params.accelerator, params.devices):
         fitted = fit_model(valid, contract, params, change, learned)
-    model, splits = fitted.model, fitted.splits
-    gated = model  # a refit challenger is gated by a model that has not seen the holdout:
-    if params.refit and fitted.before_holdout is not None:  # one that saw what the champion saw
+    splits = fitted.splits
+
+    def refit_task(model: TrainedModel, rows: pd.DataFrame, contract: Contract) -> TrainedModel:
         with gpu_slot(params.accelerator, params.devices):
-            gated = refit_model(model, fitted.before_holdout, contract)
-    gate_rows = splits.holdout
-    if params.refit:
-        gate_rows = attach_first_outputs(splits.holdout, predict_torch(gated, splits.holdout))
-        with gpu_slot(params.accelerator, params.devices):
-            model = refit_model(model, fitted.rows, contract)
-        # scored at the cut the refitted model serves with
-        gated = replace(gated, decision_threshold=model.decision_threshold)
+            return refit_model(model, rows, contract)
+
+    # a refit challenger is gated by a model that has not seen the holdout
+    model, gated, gate_rows = refit_for_release(fitted, contract, params, refit_task)
     metrics, slices = evaluate_holdout(gated, contract, splits.holdout)
 
     # 3. Export, verify, describe, register as challenger

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +37,7 @@ from mlops.training.train import (
     predict_torch,
     refit_model,
 )
-from mlops.training.window import fit_window
+from mlops.training.window import WindowFit, fit_window
 
 
 @dataclass(frozen=True)
@@ -103,16 +103,8 @@ def build_candidate(
     fitted = fit_window(
         rows, contract, params, change if params.adapt_window else None, learned=learned
     )
-    model, splits = fitted.model, fitted.splits
-    gated = model
-    if params.refit and fitted.before_holdout is not None:
-        gated = refit_model(model, fitted.before_holdout, contract)
-    gate_rows = splits.holdout
-    if params.refit:
-        gate_rows = attach_first_outputs(splits.holdout, predict_torch(gated, splits.holdout))
-        model = refit_model(model, fitted.rows, contract)
-        # scored at the cut the refitted model serves with
-        gated = dataclasses.replace(gated, decision_threshold=model.decision_threshold)
+    splits = fitted.splits
+    model, gated, gate_rows = refit_for_release(fitted, contract, params, refit_model)
     metrics, slices = evaluate_model(gated, contract, splits.holdout)
     lineage = data_lineage(data_uri, None, splits, contract, fitted.rows)
     candidate = prepare_candidate(
@@ -120,6 +112,36 @@ def build_candidate(
         slice_metrics=slices, flow_run_id=None, reason=reason, prefer_gpu=prefer_gpu,
     )  # fmt: skip
     return candidate, model, dataclasses.replace(splits, holdout=gate_rows)
+
+
+def refit_for_release(
+    fitted: WindowFit,
+    contract: Contract,
+    params: TrainParams,
+    refit: Callable[[TrainedModel, pd.DataFrame, Contract], TrainedModel],
+) -> tuple[TrainedModel, TrainedModel, pd.DataFrame]:
+    """Return the model to serve, the model that scores the holdout, and the rows to gate on.
+
+    Without `params.refit`: the window's model, itself, and the holdout. With it: the window's
+    model refitted on every row it chose; scored instead by a model that has not seen the
+    holdout (refitted on the rows before it when the champion learned past the train split, so
+    that it saw what the champion saw), at the cut the served refit uses; and the holdout with
+    that model's outputs on it (`attach_first_outputs`). `refit` is `refit_model`, or a flow's
+    task around it.
+    """
+    model, holdout = fitted.model, fitted.splits.holdout
+    if not params.refit:
+        return model, model, holdout
+    gated = model
+    if fitted.before_holdout is not None:
+        gated = refit(model, fitted.before_holdout, contract)
+    gate_rows = attach_first_outputs(holdout, predict_torch(gated, holdout))
+    served = refit(model, fitted.rows, contract)
+    return (
+        served,
+        dataclasses.replace(gated, decision_threshold=served.decision_threshold),
+        gate_rows,
+    )
 
 
 def champion_change(
