@@ -15,6 +15,7 @@ from mlops.contract.spec import Contract
 from mlops.registry.rollouts import CANARY_STEPS, Rollout
 from mlops.registry.store import ModelVersion, Registry
 from mlops.release import candidate as release
+from mlops.release import gating
 from mlops.release.card import render_model_card
 from mlops.release.gate import GateDecision, GatePolicy, decision_markdown
 from mlops.release.rollout import put_on_trial
@@ -100,7 +101,7 @@ def gate_and_promote(
     With `release_as` shadow or canary, a challenger that passes goes on trial beside the
     champion instead (the first model, with no champion, is promoted directly).
     """
-    outcome = release.gate_challenger(registry, challenger, contract, holdout, policy)
+    outcome = gating.gate_challenger(registry, challenger, contract, holdout, policy)
     decision, note = outcome.decision, outcome.note
     trial = None
     has_champion = decision.champion_version is not None
@@ -118,7 +119,7 @@ def gate_and_promote(
             f"\n\nOn trial as a {release_as} beside {decision.champion_version} (gate.release): "
             "monitor-model promotes it or ends it on live traffic.\n"
         )
-    elif promote and release.promote_challenger(registry, outcome, actor=actor):
+    elif promote and gating.promote_challenger(registry, outcome, actor=actor):
         # The champion has moved: from here on nothing may fail the run.
         saved = _save_champion(registry, challenger, contract)
         note += f"\n\n{saved.describe()}\n"

@@ -40,13 +40,9 @@ from mlops.monitoring.window import (
     window_policy_inputs,
 )
 from mlops.registry.store import Registry
-from mlops.release.candidate import (
-    gate_challenger,
-    promote_challenger,
-    register_candidate,
-    register_challenger,
-)
+from mlops.release.candidate import register_candidate, register_challenger
 from mlops.release.gate import GatePolicy
+from mlops.release.gating import gate_challenger, promote_challenger
 from mlops.release.lineage import rows_learned
 from mlops.training.evaluate import (
     HIGHER_IS_BETTER,

@@ -19,13 +19,8 @@ import pandas as pd
 from mlops.contract.spec import Contract
 from mlops.inference.scoring import IncompatibleModelError, predict_onnx
 from mlops.registry.store import ModelVersion, Registry
-from mlops.release.candidate import (
-    Candidate,
-    attach_first_outputs,
-    newer_than_data,
-    prepare_candidate,
-    register_candidate,
-)
+from mlops.release.candidate import Candidate, prepare_candidate, register_candidate
+from mlops.release.gating import attach_first_outputs, newer_than_data
 from mlops.release.lineage import data_lineage, rows_learned
 from mlops.release.verify import VerificationReport
 from mlops.training.change import Change, change_in

@@ -33,7 +33,7 @@ import pandas as pd
 from mlops.registry.rollouts import CANARY_STEPS, STRATEGIES, Rollout, canary_mask, route_share
 from mlops.registry.store import ConcurrentUpdateError, Registry
 from mlops.release.canary_latency import LatencyBudget, canary_latency
-from mlops.release.candidate import GateOutcome
+from mlops.release.gating import GateOutcome
 from mlops.training.change import paired_z, row_losses
 
 __all__ = [

@@ -15,14 +15,10 @@ from mlops.inference.scoring import predict_onnx, score_onnx
 from mlops.monitoring.profile import column_counts, profile_from_bytes
 from mlops.registry.store import Registry
 from mlops.release.build import build_candidate
-from mlops.release.candidate import (
-    Candidate,
-    challenger_scores,
-    gate_challenger,
-    register_candidate,
-)
+from mlops.release.candidate import Candidate, register_candidate
 from mlops.release.card import render_model_card
 from mlops.release.gate import GatePolicy
+from mlops.release.gating import challenger_scores, gate_challenger
 from mlops.training.features import OOV_INDEX, encode_features
 from mlops.training.train import (
     Splits,

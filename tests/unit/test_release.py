@@ -19,14 +19,13 @@ from mlops.release.build import train_and_register
 from mlops.release.candidate import (
     CHALLENGER_REASON,
     Candidate,
-    gate_challenger,
     prepare_candidate,
-    promote_challenger,
     register_candidate,
     register_challenger,
 )
 from mlops.release.card import render_model_card
 from mlops.release.gate import GatePolicy
+from mlops.release.gating import gate_challenger, promote_challenger
 from mlops.release.lineage import data_lineage
 from mlops.training.train import Splits, TrainedModel, evaluate_model, split_by_time, train_model
 from tests.support.synthetic import FAST, FEATURES, TARGETS, make_contract, make_frame, trained

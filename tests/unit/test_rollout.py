@@ -270,8 +270,8 @@ def test_the_same_model_twice_does_not_breach_even_with_a_heavy_tail():
 
 
 def _outcome(registry, version, *, passed=True):
-    from mlops.release.candidate import GateOutcome
     from mlops.release.gate import GateDecision
+    from mlops.release.gating import GateOutcome
 
     decision = GateDecision(
         promote=passed, metric="roc_auc", challenger=0.9, champion=0.8, champion_version="v1",

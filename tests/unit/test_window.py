@@ -17,8 +17,8 @@ from mlops.release.build import (
     champion_learned,
     train_and_register,
 )
-from mlops.release.candidate import newer_than_data
 from mlops.release.card import render_model_card
+from mlops.release.gating import newer_than_data
 from mlops.release.lineage import end_of_data, row_hashes
 from mlops.training.change import Change, change_in, find_change, paired_z, row_losses
 from mlops.training.evaluate import compute_metrics
