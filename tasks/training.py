@@ -113,7 +113,7 @@ def _window_markdown(choice: dict[str, Any]) -> str:
     rows = (
         "the rows before the change and the training rows after it"
         if change
-        else ("the training rows")
+        else "the training rows"
     )
     lines += ["| model | learned | paired z vs whole window | kept |", "|---|---|---|---|",
               f"| whole window | {rows} | - | {_kept(choice, 'window', recency)} |"]  # fmt: skip

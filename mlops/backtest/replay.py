@@ -1,10 +1,8 @@
 """Replay a labelled history batch by batch, in event time, under several retraining policies.
 
 For each batch, each policy's champion predicts the batch through serving's inference code (its
-registered ONNX file); then the batch's labels count; then the policy decides. `triggered` decides
-with monitor-model's code: a whylogs profile of the batch as serving logs it, drift and constraints
-against the champion's reference profile, live performance on the batch's labels, and the retrain
-policy, with the cooldown measured in event time. A retrain trains on the rows seen so far (the
+registered ONNX file); then the batch's labels count; then the policy decides (`triggered` with
+monitor-model's code, `mlops.backtest.triggered`). A retrain trains on the rows seen so far (the
 newest `train_window_rows`), registers a challenger in the policy's own registry and gates it
 against the champion, as train-model does. No model ever predicts rows it was trained on or after.
 """
@@ -15,7 +13,7 @@ import datetime as dt
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +24,12 @@ from mlops.backtest.plan import Batch, Plan
 from mlops.backtest.policies import PolicySpec
 from mlops.backtest.results import policy_dict, report_metrics, summarize
 from mlops.backtest.trainings import Training, TrainingCache
+from mlops.backtest.triggered import PolicyRun, decide_triggered
 from mlops.contract.spec import Contract
 from mlops.inference.model import LoadedModel, load_from_registry
 from mlops.inference.outputs import output_frame
-from mlops.monitoring.estimate import estimate_window
 from mlops.monitoring.performance import performance_by_version
-from mlops.monitoring.policy import decide_retrain
-from mlops.monitoring.profile import profile_frame, profile_from_bytes
 from mlops.monitoring.thresholds import RetrainPolicy
-from mlops.monitoring.window import (
-    assess_window,
-    early_live_metric,
-    window_policy_inputs,
-)
 from mlops.registry.store import Registry
 from mlops.release.candidate import register_candidate, register_challenger
 from mlops.release.gate import GatePolicy
@@ -56,26 +47,6 @@ Progress = Callable[[str, int, int], None]
 
 class BacktestError(RuntimeError):
     """A backtest that cannot start (e.g. the initial model cannot be trained)."""
-
-
-@dataclass
-class _PolicyRun:
-    """One policy's state while it is replayed."""
-
-    spec: PolicySpec
-    registry: Registry
-    champion: str = ""
-    drift_shares: list[float] = field(default_factory=list)  # the champion's windows so far
-    performance: list[list[dict[str, Any]]] = field(default_factory=list)  # same windows, labelled
-    last_retrain: dt.datetime | None = None  # event time of the last registration
-    rows_since_training: int = 0  # batch rows since the last registration
-    refused: int = 0  # challengers refused since the champion's promotion (the back-off)
-    previous: str | None = None  # the champion before the last promotion (retrain outcomes)
-    broken: set[int] = field(default_factory=set)  # batches that failed their data checks
-    trained_on: dict[str, tuple[int, int]] = field(default_factory=dict)  # version -> rows
-    compute_s: float = 0.0
-    batches: list[dict[str, Any]] = field(default_factory=list)
-    loaded: LoadedModel | None = None
 
 
 @dataclass
@@ -151,7 +122,7 @@ class Backtest:
         """Replay one policy from the initial model in its own scratch registry."""
         folder = self.work_dir / "registries" / spec.name.replace(":", "-")
         shutil.rmtree(folder, ignore_errors=True)
-        run = _PolicyRun(spec, Registry(str(folder)))
+        run = PolicyRun(spec, Registry(str(folder)))
         assert initial.candidate is not None
         first = register_candidate(
             run.registry, self.model_name, initial.candidate, actor=_actor(spec)
@@ -169,16 +140,14 @@ class Backtest:
                 progress(spec.name, batch.index + 1, len(self.plan.batches))
         return summarize(spec, run.batches, run.compute_s, report_metrics(self.contract.task))
 
-    def _batch(self, run: _PolicyRun, batch: Batch) -> dict[str, Any]:
+    def _batch(self, run: PolicyRun, batch: Batch) -> dict[str, Any]:
         """Predict the batch with the champion, score it on its labels, let the policy decide."""
         rows = self.frame.iloc[batch.first : batch.stop].reset_index(drop=True)
         run.rows_since_training += batch.rows
         model = self._champion(run)
         raw = model.predict(rows)  # once per batch: the served outputs and the 0.5 baseline
         outputs = output_frame(raw, model.manifest)
-        joined = pd.concat([rows[[self.contract.target.name]], outputs], axis=1)
-        joined["model_version"] = model.version
-        performance = performance_by_version(joined, self.contract, {model.version: model.manifest})
+        performance = _performance(model, rows, outputs, self.contract)
         live = performance[0] if performance else {}
         entry: dict[str, Any] = {
             "index": batch.index, "start": batch.start, "end": batch.end, "rows": batch.rows,
@@ -203,7 +172,7 @@ class Backtest:
 
     def _decide(
         self,
-        run: _PolicyRun,
+        run: PolicyRun,
         batch: Batch,
         rows: pd.DataFrame,
         outputs: pd.DataFrame,
@@ -218,46 +187,13 @@ class Backtest:
             if spec.scheduled(batch.index):
                 return True, "schedule", f"retrain: yes, the {spec.name} policy's schedule"
             return False, None, f"keep {run.champion}: not a scheduled batch of {spec.name}"
-        request = [c for c in self.contract.request_names if c in rows.columns]
-        served = profile_frame(pd.concat([rows[request], outputs], axis=1))  # as serving logs
-        reference = profile_from_bytes(
-            run.registry.read_reference_profile(self.model_name, run.champion)
-        )
-        drift, constraints = assess_window(reference, served, self.contract)
-        if not constraints.passed:  # kept out of the policy's later training windows
-            run.broken.add(batch.index)
-        manifest = self._champion(run).manifest  # loaded once per champion, not read per batch
-        estimate = estimate_window(reference, served, manifest, self._rules.metric)
-        now = self._event_time(batch)  # None without timestamps: then no cooldown either
-        inputs = window_policy_inputs(
-            now=now or dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
-            served=served,
-            drift=drift,
-            performance=performance,
-            champion=run.champion,
-            metric=self._rules.metric,
-            previous_drift_shares=run.drift_shares,
-            last_retrain=run.last_retrain if now is not None else None,
-            new_rows=run.rows_since_training,
-            constraints=constraints,
-            estimate=estimate,
-            refused_challengers=run.refused,
-            live_baseline=early_live_metric(
-                run.performance, run.champion, self._rules.metric, self._rules.min_labelled_rows
-            ),
-            manifest=manifest,
-        )
-        decision = decide_retrain(inputs, self._rules)
-        run.drift_shares.append(drift.share_drifted)
-        run.performance.append(performance)
-        entry |= {"drift_share": round(drift.share_drifted, 4),
-                  "constraints_passed": constraints.passed, "evidence": decision.evidence,
-                  "estimate": estimate.to_dict() if estimate else None}  # fmt: skip
-        if decision.reason == "data-quality":
-            entry["data_quality"] = list(inputs.failed_checks)
-        return decision.retrain, decision.reason, decision.explanation
+        return decide_triggered(
+            run, batch.index, rows, outputs, performance, entry, champion=self._champion(run),
+            model_name=self.model_name, contract=self.contract, rules=self._rules,
+            now=self._event_time(batch),
+        )  # fmt: skip
 
-    def _retrain(self, run: _PolicyRun, batch: Batch, entry: dict[str, Any]) -> str:
+    def _retrain(self, run: PolicyRun, batch: Batch, entry: dict[str, Any]) -> str:
         """Train on the rows seen so far, register, gate and maybe promote; describe the outcome."""
         window, kept = self._window(batch.stop, run.broken)
         first, stop = self._window_bounds(batch.stop)
@@ -290,7 +226,7 @@ class Backtest:
             run.performance = []
         return f"{version.version} trained on rows {first}-{stop - 1}: {outcome.decision.verdict}"
 
-    def _champion(self, run: _PolicyRun) -> LoadedModel:
+    def _champion(self, run: PolicyRun) -> LoadedModel:
         if run.loaded is None or run.loaded.version != run.champion:
             run.loaded = load_from_registry(
                 run.registry, self.model_name, run.champion, prefer_gpu=self.prefer_gpu
@@ -311,18 +247,14 @@ class Backtest:
                 )
         return self.frame.iloc[first:stop][keep].reset_index(drop=True), keep
 
-    def _outcome(self, run: _PolicyRun, rows: pd.DataFrame, live: dict[str, Any]) -> dict:
+    def _outcome(self, run: PolicyRun, rows: pd.DataFrame, live: dict[str, Any]) -> dict:
         """Score the replaced champion on the same batch as the new one: did the retrain pay?"""
         assert run.previous is not None
         old = load_from_registry(
             run.registry, self.model_name, run.previous, prefer_gpu=self.prefer_gpu
         )
-        joined = pd.concat(
-            [rows[[self.contract.target.name]], output_frame(old.predict(rows), old.manifest)],
-            axis=1,
-        )
-        joined["model_version"] = old.version
-        found = performance_by_version(joined, self.contract, {old.version: old.manifest})
+        outputs = output_frame(old.predict(rows), old.manifest)
+        found = _performance(old, rows, outputs, self.contract)
         before, after = (found[0].get("live") if found else None), live.get("live")
         delta = None
         if before is not None and after is not None:
@@ -340,6 +272,15 @@ class Backtest:
             return None
         moment = dt.datetime.fromisoformat(batch.end)
         return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _performance(
+    model: LoadedModel, rows: pd.DataFrame, outputs: pd.DataFrame, contract: Contract
+) -> list[dict[str, Any]]:
+    """Live performance of `model`'s `outputs` on the labelled `rows`, as monitoring joins it."""
+    joined = pd.concat([rows[[contract.target.name]], outputs], axis=1)
+    joined["model_version"] = model.version
+    return performance_by_version(joined, contract, {model.version: model.manifest})
 
 
 def _accuracy_at_half(
